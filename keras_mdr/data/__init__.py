@@ -1,0 +1,5 @@
+"""Data in: in-memory columns, splits and the built-in synthetic data set."""
+
+from keras_mdr.data.columns import prepare_columns
+from keras_mdr.data.splits import random_split
+from keras_mdr.data.synthetic import SyntheticData, synthetic

@@ -1,0 +1,230 @@
+"""Raw column values to the numeric tensors a model's core consumes.
+
+This module is TensorFlow-only: string splitting and table lookups have no
+`keras.ops` form and cannot run under XLA. The `Preprocessor` runs in the
+`tf.data` pipeline during training and in front of the core in an exported
+SavedModel, so a served model takes raw values.
+
+Outputs, per row: an `int32` embedding row for each categorical feature
+(0 is the out-of-vocabulary row), `int32 [max_len]` rows for each
+multi-valued feature (0 is padding, 1 out-of-vocabulary), a standardised
+`float32` for each numeric feature, and the `int32` domain id under
+`DOMAIN_ID`.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mdr import specs as specs_lib
+from keras_mdr.api_export import km_export
+
+DOMAIN_ID = "__domain__"
+_EPSILON = 1e-12
+
+
+def input_dtype(spec):
+    """The dtype a client sends for a feature or the domain column."""
+    return {"string": tf.string, "int64": tf.int64, "float32": tf.float32}[spec.dtype]
+
+
+def _lookup_layer(values, dtype, name):
+    if dtype == specs_lib.INT64:
+        return keras.layers.IntegerLookup(
+            vocabulary=np.asarray(values, dtype=np.int64),
+            num_oov_indices=1,
+            mask_token=None,
+            name=name,
+        )
+    return keras.layers.StringLookup(
+        vocabulary=list(values), num_oov_indices=1, mask_token=None, name=name
+    )
+
+
+@km_export("keras_mdr.features.CategoryIndex")
+class CategoryIndex(keras.layers.Layer):
+    """Maps a raw categorical value to its embedding row.
+
+    Input shape: `[B]` string or int64. Output shape: `[B]` int32 in
+    `[0, feature.num_rows)`; unknown values map to row 0.
+    """
+
+    def __init__(self, feature, **kwargs):
+        super().__init__(**kwargs)
+        self.feature = specs_lib.feature_from_config(feature)
+        if not self.feature.is_adapted:
+            raise ValueError(f"Feature '{self.feature.name}' has no vocabulary; adapt it first")
+        if self.feature.num_hash_bins is not None:
+            self.index = keras.layers.Hashing(self.feature.num_hash_bins, name="hashing")
+        else:
+            self.index = _lookup_layer(self.feature.vocabulary, self.feature.dtype, "lookup")
+
+    def call(self, inputs):
+        return tf.cast(self.index(inputs), tf.int32)
+
+    def get_config(self):
+        config = super().get_config()
+        config["feature"] = self.feature.get_config()
+        return config
+
+
+@km_export("keras_mdr.features.MultiCategoryIndex")
+class MultiCategoryIndex(keras.layers.Layer):
+    """Splits a multi-valued string and maps each value to its embedding row.
+
+    Input shape: `[B]` string such as `"Drama|Comedy"`. Output shape:
+    `[B, max_len]` int32; 0 pads, 1 is the out-of-vocabulary row, values
+    beyond `max_len` are dropped.
+    """
+
+    def __init__(self, feature, **kwargs):
+        super().__init__(**kwargs)
+        self.feature = specs_lib.feature_from_config(feature)
+        if not self.feature.is_adapted:
+            raise ValueError(f"Feature '{self.feature.name}' has no vocabulary; adapt it first")
+        if self.feature.num_hash_bins is not None:
+            self.index = keras.layers.Hashing(self.feature.num_hash_bins, name="hashing")
+        else:
+            self.index = _lookup_layer(self.feature.vocabulary, specs_lib.STRING, "lookup")
+
+    def call(self, inputs):
+        tokens = tf.strings.split(inputs, sep=self.feature.separator)
+        tokens = tokens[:, : self.feature.max_len]
+        present = tf.ragged.map_flat_values(tf.not_equal, tokens, "")
+        # Hashing rows start at 1 (0 pads); lookup rows start at 1 for OOV.
+        rows = tf.ragged.map_flat_values(lambda t: tf.cast(self.index(t), tf.int32) + 1, tokens)
+        rows = tf.ragged.map_flat_values(
+            lambda r, p: tf.where(p, r, 0), rows, present
+        )
+        return rows.to_tensor(default_value=0, shape=[None, self.feature.max_len])
+
+    def get_config(self):
+        config = super().get_config()
+        config["feature"] = self.feature.get_config()
+        return config
+
+
+@km_export("keras_mdr.features.Standardize")
+class Standardize(keras.layers.Layer):
+    """`(x - mean) / sqrt(variance)`, rejecting NaN and infinite values.
+
+    Input shape: `[B]` float32. Output shape: `[B]` float32.
+    """
+
+    def __init__(self, feature, **kwargs):
+        super().__init__(**kwargs)
+        self.feature = specs_lib.feature_from_config(feature)
+        if not self.feature.is_adapted:
+            raise ValueError(f"Feature '{self.feature.name}' has no mean and variance; adapt it first")
+
+    def call(self, inputs):
+        x = tf.debugging.check_numerics(
+            tf.cast(inputs, tf.float32),
+            f"numeric feature '{self.feature.name}' must be finite (got NaN or infinity)",
+        )
+        if not self.feature.normalize:
+            return x
+        scale = 1.0 / np.sqrt(max(self.feature.variance, _EPSILON))
+        return (x - self.feature.mean) * scale
+
+    def get_config(self):
+        config = super().get_config()
+        config["feature"] = self.feature.get_config()
+        return config
+
+
+@km_export("keras_mdr.features.DomainIndex")
+class DomainIndex(keras.layers.Layer):
+    """Maps a raw domain value to its domain id, rejecting unknown values.
+
+    Input shape: `[B]` string or int64. Output shape: `[B]` int32 in
+    `[0, num_domains)`. An unknown value raises InvalidArgumentError naming
+    the column and the value (at serving time TF Serving answers
+    INVALID_ARGUMENT).
+    """
+
+    def __init__(self, domain, **kwargs):
+        super().__init__(**kwargs)
+        self.domain = specs_lib.Domain.from_config(domain)
+        if not self.domain.is_adapted:
+            raise ValueError(f"Domain column '{self.domain.column}' has no values; adapt it first")
+        value_to_id = self.domain.value_to_id()
+        self.index = _lookup_layer(list(value_to_id), self.domain.dtype, "lookup")
+        # Row 0 of the lookup is OOV; it maps to -1 and is rejected in call().
+        self._ids = np.asarray([-1] + list(value_to_id.values()), dtype=np.int32)
+        known = ", ".join(map(str, value_to_id))
+        self._message = f"domain column '{self.domain.column}' got a value outside the known domains [{known}]:"
+
+    def call(self, inputs):
+        ids = tf.gather(tf.constant(self._ids), tf.cast(self.index(inputs), tf.int32))
+        unknown = ids < 0
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(unknown)),
+            [self._message, tf.boolean_mask(inputs, unknown)],
+            summarize=5,
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(ids)
+
+    def get_config(self):
+        config = super().get_config()
+        config["domain"] = self.domain.get_config()
+        return config
+
+
+def _layer_for(feature):
+    if feature.kind == "numeric":
+        return Standardize(feature, name=f"{feature.name}_standardize")
+    if feature.kind == "multi_categorical":
+        return MultiCategoryIndex(feature, name=f"{feature.name}_index")
+    return CategoryIndex(feature, name=f"{feature.name}_index")
+
+
+@km_export("keras_mdr.features.Preprocessor")
+class Preprocessor(keras.Model):
+    """Raw inputs `{column: [B]}` to the core's inputs `{name: tensor}`.
+
+    Args:
+        features: adapted feature specs (or their dict forms).
+        domain: the adapted `Domain`.
+
+    Call arguments:
+        inputs: dict of raw columns, one `[B]` tensor per feature and one for
+            the domain column. Extra keys are ignored.
+
+    Returns:
+        dict with one tensor per feature (see the module docstring) and the
+        domain id under `DOMAIN_ID`.
+    """
+
+    def __init__(self, features, domain, **kwargs):
+        super().__init__(**kwargs)
+        self.features, self.domain, _ = specs_lib.normalize_specs(features, domain, ["_"])
+        self.feature_layers = [_layer_for(f) for f in self.features]
+        self.domain_index = DomainIndex(self.domain, name="domain_index")
+
+    def input_signature(self):
+        """`{column: tf.TensorSpec([None], dtype)}` for every raw input."""
+        signature = {f.name: tf.TensorSpec([None], input_dtype(f), name=f.name) for f in self.features}
+        signature.setdefault(
+            self.domain.column,
+            tf.TensorSpec([None], input_dtype(self.domain), name=self.domain.column),
+        )
+        return signature
+
+    def call(self, inputs):
+        missing = [name for name in self.input_signature() if name not in inputs]
+        if missing:
+            raise ValueError(f"Missing input columns {missing}")
+        outputs = {}
+        for feature, layer in zip(self.features, self.feature_layers):
+            outputs[feature.name] = layer(inputs[feature.name])
+        outputs[DOMAIN_ID] = self.domain_index(inputs[self.domain.column])
+        return outputs
+
+    def get_config(self):
+        return {
+            "features": [f.get_config() for f in self.features],
+            "domain": self.domain.get_config(),
+            "name": self.name,
+        }

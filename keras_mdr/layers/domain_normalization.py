@@ -1,0 +1,107 @@
+"""Batch normalisation with statistics and affine parameters per domain."""
+
+import keras
+from keras import ops
+
+from keras_mdr.api_export import km_export
+from keras_mdr.layers.validation import check_positive_int
+
+
+@km_export("keras_mdr.layers.DomainNormalization")
+class DomainNormalization(keras.layers.Layer):
+    """`y_i = gamma[d_i] * (x_i - mu[d_i]) / sqrt(var[d_i] + eps) + beta[d_i]`.
+
+    In training, `mu` and `var` are each domain's own batch statistics,
+    computed for all domains at once from the one-hot matrix `M [B, D]`
+    (`n = M^T 1`, `mu = M^T x / n`, `var = M^T (x - mu[d])^2 / n`); each
+    domain's moving statistics are updated only when the domain is in the
+    batch. At inference the moving statistics are used, so a row's output does
+    not depend on the rest of the batch (batch size 1 works).
+
+    With `shared_affine=True` the affine parameters are STAR's partitioned
+    normalisation: `(gamma * gamma_d) * xhat + (beta + beta_d)`.
+
+    Args:
+        num_domains: D.
+        momentum: moving-average momentum.
+        epsilon: added to the variance.
+        shared_affine: add domain-shared `gamma`, `beta` (STAR).
+
+    Call arguments:
+        inputs: `[B, F]`.
+        domain_ids: `[B]` int.
+        training: use batch statistics and update the moving ones.
+
+    Returns:
+        `[B, F]`.
+    """
+
+    def __init__(self, num_domains, momentum=0.99, epsilon=1e-3, shared_affine=False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_domains = check_positive_int("num_domains", num_domains)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if epsilon <= 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.shared_affine = bool(shared_affine)
+
+    def build(self, inputs_shape, domain_ids_shape=None):
+        shape = (self.num_domains, inputs_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
+        if self.shared_affine:
+            self.shared_gamma = self.add_weight(name="shared_gamma", shape=shape[1:], initializer="ones")
+            self.shared_beta = self.add_weight(name="shared_beta", shape=shape[1:], initializer="zeros")
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=shape, initializer="zeros", trainable=False
+        )
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=shape, initializer="ones", trainable=False
+        )
+
+    def domain_statistics(self, inputs, domain_ids):
+        """Per-domain batch mean and (biased) variance `[D, F]`, and counts `[D]`."""
+        onehot = ops.one_hot(domain_ids, self.num_domains, dtype=inputs.dtype)
+        counts = ops.sum(onehot, axis=0)
+        denominator = ops.expand_dims(ops.maximum(counts, 1.0), 1)
+        mean = ops.matmul(ops.transpose(onehot), inputs) / denominator
+        centered = inputs - ops.take(mean, domain_ids, axis=0)
+        variance = ops.matmul(ops.transpose(onehot), ops.square(centered)) / denominator
+        return mean, variance, counts
+
+    def call(self, inputs, domain_ids, training=None):
+        domain_ids = ops.cast(domain_ids, "int32")
+        if training:
+            mean, variance, counts = self.domain_statistics(inputs, domain_ids)
+            present = ops.expand_dims(counts > 0, 1)
+            m = self.momentum
+            self.moving_mean.assign(
+                ops.where(present, m * self.moving_mean + (1 - m) * mean, self.moving_mean)
+            )
+            self.moving_variance.assign(
+                ops.where(present, m * self.moving_variance + (1 - m) * variance, self.moving_variance)
+            )
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        gamma, beta = self.gamma, self.beta
+        if self.shared_affine:
+            gamma = gamma * self.shared_gamma
+            beta = beta + self.shared_beta
+        scale = gamma * ops.rsqrt(variance + self.epsilon)
+        shift = beta - mean * scale
+        return inputs * ops.take(scale, domain_ids, axis=0) + ops.take(shift, domain_ids, axis=0)
+
+    def compute_output_shape(self, inputs_shape, domain_ids_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_domains=self.num_domains,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            shared_affine=self.shared_affine,
+        )
+        return config

@@ -1,0 +1,26 @@
+"""Argument checks shared by the layers: the received value goes in the message."""
+
+
+def check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_units(name, units, allow_empty=False):
+    """A sequence of layer widths, each an integer >= 1."""
+    if isinstance(units, int):
+        units = [units]
+    units = list(units)
+    if not units and not allow_empty:
+        raise ValueError(f"{name} must name at least one width, got {units!r}")
+    for u in units:
+        if not isinstance(u, int) or isinstance(u, bool) or u < 1:
+            raise ValueError(f"{name} must be a list of integers >= 1, got {units!r}")
+    return units
+
+
+def check_rate(name, value):
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)

@@ -1,0 +1,317 @@
+"""The base of every model in the zoo.
+
+A `MultiDomainModel` is a functional `keras.Model` whose graph is the numeric
+core only: its inputs are the `Preprocessor`'s outputs (embedding rows,
+standardised numbers and the domain id), so `compile(jit_compile=True)` really
+compiles the whole train step with XLA. `fit`, `evaluate` and `predict` also
+take raw data (a DataFrame, a dict of columns, or a `tf.data.Dataset` of raw
+columns) and run the model's `preprocessor` in the `tf.data` pipeline, as
+keras-hub's tasks do. Export chains the preprocessor in front of the core.
+
+Losses and metrics belong to the tasks: a masked, weighted binary
+cross-entropy per task (plus any auxiliary losses the layers add), and
+streaming AUC / logloss per task, per (domain, task) and pooled.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_mdr import specs as specs_lib
+from keras_mdr.api_export import km_export
+from keras_mdr.data import columns as columns_lib
+from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
+from keras_mdr.layers.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.training.metrics import TaskMetrics, binary_logloss
+
+LOSS_REDUCTIONS = ("pooled", "domain_task_mean")
+
+
+def prepare_specs(features, domain, tasks):
+    """Normalises specs and checks that every statistic has been learned."""
+    features, domain, tasks = specs_lib.normalize_specs(features, domain, tasks)
+    missing = [f.name for f in features if not f.is_adapted]
+    if missing or not domain.is_adapted:
+        what = missing + ([f"domain column '{domain.column}'"] if not domain.is_adapted else [])
+        raise ValueError(
+            f"These inputs still need statistics learned from data: {what}. "
+            "Pass `data=` to `build_model` or call `keras_mdr.adapt` first."
+        )
+    return features, domain, tasks
+
+
+def core_inputs(features):
+    """`keras.Input`s of the numeric core, keyed like the `Preprocessor`'s outputs."""
+    inputs = {}
+    for f in features:
+        if f.kind == "numeric":
+            inputs[f.name] = keras.Input(shape=(), dtype="float32", name=f.name)
+        elif f.kind == "multi_categorical":
+            inputs[f.name] = keras.Input(shape=(f.max_len,), dtype="int32", name=f.name)
+        else:
+            inputs[f.name] = keras.Input(shape=(), dtype="int32", name=f.name)
+    inputs[DOMAIN_ID] = keras.Input(shape=(), dtype="int32", name=DOMAIN_ID)
+    return inputs
+
+
+def embed_features(features, inputs, output_mode="concat", embedding_dim=None, name="embedding"):
+    """Embeds the core inputs with a `FeatureEmbedding` named `name`."""
+    sparse, dense = embedding_fields(features, embedding_dim)
+    return FeatureEmbedding(sparse, dense, output_mode=output_mode, name=name)(inputs)
+
+
+class _Untracked:
+    """Holds an object where Keras' attribute tracking does not look."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@km_export("keras_mdr.models.TaskProbabilities")
+class TaskProbabilities(keras.layers.Layer):
+    """Logits `[B, T]` to `{task: sigmoid(logit) [B]}`.
+
+    Args:
+        tasks: the task names, in column order.
+    """
+
+    def __init__(self, tasks, **kwargs):
+        super().__init__(**kwargs)
+        self.tasks = list(tasks)
+
+    def call(self, logits):
+        probabilities = ops.sigmoid(ops.cast(logits, "float32"))
+        return {t: probabilities[:, i] for i, t in enumerate(self.tasks)}
+
+    def compute_output_shape(self, logits_shape):
+        return {t: (logits_shape[0],) for t in self.tasks}
+
+    def get_config(self):
+        config = super().get_config()
+        config["tasks"] = self.tasks
+        return config
+
+
+@km_export("keras_mdr.models.MultiDomainModel")
+class MultiDomainModel(keras.Model):
+    """A multi-domain, multi-task model: raw data in, `{task: probability}` out.
+
+    Subclasses build the numeric core from `core_inputs(features)` to logits
+    `[B, T]` and call `super().__init__(features, domain, tasks,
+    inputs=inputs, logits=logits)`.
+
+    Args:
+        features: adapted feature specs.
+        domain: the adapted `Domain`.
+        tasks: `Task` specs; output `t` is the probability of task `t`.
+        inputs: the core's `keras.Input`s (`core_inputs(features)`).
+        logits: `[B, T]` logits, one column per task in order.
+        loss_reduction: `"pooled"` averages each task's loss over its labelled
+            rows; `"domain_task_mean"` averages over the (domain, task)
+            groups present in the batch, each group's rows first (groups
+            absent from a batch are skipped, never divided by zero).
+        batch_size: default batch size of `fit`, `evaluate` and `predict` on
+            raw data.
+    """
+
+    def __init__(
+        self,
+        features,
+        domain,
+        tasks,
+        *,
+        inputs,
+        logits,
+        loss_reduction="pooled",
+        batch_size=1024,
+        **kwargs,
+    ):
+        features, domain, tasks = prepare_specs(features, domain, tasks)
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
+        outputs = TaskProbabilities([t.name for t in tasks], name="probabilities")(logits)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.features = features
+        self.domain = domain
+        self.tasks = tasks
+        self.loss_reduction = loss_reduction
+        self.batch_size = int(batch_size)
+        # Held outside Keras' layer tracking: the lookups are not XLA-compilable,
+        # and a tracked sublayer would silently turn `jit_compile` off.
+        self._preprocessor = _Untracked(Preprocessor(features, domain, name="preprocessor"))
+        self.task_metrics = [TaskMetrics(t.name, domain.names) for t in tasks]
+
+    @property
+    def preprocessor(self):
+        """The `Preprocessor` (a `keras.Model`) mapping raw columns to this core's inputs."""
+        return self._preprocessor.value
+
+    # Losses and metrics -------------------------------------------------
+
+    def _task_loss(self, labels, probabilities, domain_ids, sample_weight):
+        labels = ops.cast(labels, "float32")
+        weights = ops.cast(labels >= 0, "float32")
+        if sample_weight is not None:
+            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        losses = binary_logloss(ops.clip(labels, 0.0, 1.0), ops.cast(probabilities, "float32"))
+        if self.loss_reduction == "pooled":
+            return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1e-12)
+        num_domains = self.domain.num_domains
+        sums = ops.segment_sum(losses * weights, domain_ids, num_segments=num_domains)
+        counts = ops.segment_sum(weights, domain_ids, num_segments=num_domains)
+        present = ops.cast(counts > 0, "float32")
+        group_means = sums / ops.maximum(counts, 1e-12)
+        return ops.sum(group_means * present), ops.sum(present)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
+        total = ops.zeros((), "float32")
+        if self.loss_reduction == "pooled":
+            for task in self.tasks:
+                loss = self._task_loss(y[task.name], y_pred[task.name], domain_ids, sample_weight)
+                total = total + task.weight * loss
+        else:
+            group_sum, groups = ops.zeros((), "float32"), ops.zeros((), "float32")
+            for task in self.tasks:
+                loss_sum, present = self._task_loss(y[task.name], y_pred[task.name], domain_ids, sample_weight)
+                group_sum = group_sum + task.weight * loss_sum
+                groups = groups + present
+            total = group_sum / ops.maximum(groups, 1.0)
+        for loss in self.losses:
+            total = total + ops.cast(ops.sum(loss), "float32")
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        domain_ids = x[DOMAIN_ID]
+        for task, metric in zip(self.tasks, self.task_metrics):
+            metric.update_state(y[task.name], y_pred[task.name], domain_ids)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        results = super().get_metrics_result()
+        tasks = [t.name for t in self.tasks]
+        results["auc"] = ops.mean(ops.stack([results[f"{t}_auc"] for t in tasks]))
+        results["logloss"] = ops.mean(ops.stack([results[f"{t}_logloss"] for t in tasks]))
+        return results
+
+    # Raw data in --------------------------------------------------------
+
+    def make_dataset(self, data, batch_size=None, shuffle=False, seed=None, labels=True):
+        """A batched, preprocessed `tf.data.Dataset` from raw data.
+
+        Args:
+            data: a pandas DataFrame or dict of columns (checked, with errors
+                naming the column), or a `tf.data.Dataset` of raw column dicts
+                (batched or not). A dataset whose elements already hold the
+                core's inputs passes through unchanged.
+            batch_size: rows per batch (default `self.batch_size`).
+            shuffle: shuffle in-memory data each epoch.
+            seed: shuffle seed.
+            labels: also yield `{task: label}` (-1 where a task's mask is off).
+        """
+        batch_size = int(batch_size or self.batch_size)
+        tasks = self.tasks if labels else ()
+        if isinstance(data, tf.data.Dataset):
+            return self._raw_dataset(data, batch_size, tasks)
+        inputs, label_columns = columns_lib.prepare_columns(data, self.features, self.domain, tasks)
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, label_columns) if labels else inputs)
+        if shuffle:
+            dataset = dataset.shuffle(len(next(iter(inputs.values()))), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size)
+        return self._preprocess(dataset, labels)
+
+    def _preprocess(self, dataset, labels):
+        if labels:
+            dataset = dataset.map(lambda x, y: (self.preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = dataset.map(self.preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def _raw_dataset(self, dataset, batch_size, tasks):
+        spec = dataset.element_spec
+        columns = spec[0] if isinstance(spec, tuple) else spec
+        if not isinstance(columns, dict):
+            raise ValueError("A dataset for a keras_mdr model must yield dicts of columns")
+        if DOMAIN_ID in columns:
+            return dataset
+        needed = self.preprocessor.input_signature()
+        missing = [n for n in needed if n not in columns]
+        if missing:
+            raise ValueError(f"dataset: missing input columns {missing}")
+        if columns[next(iter(needed))].shape.rank == 0:
+            dataset = dataset.batch(batch_size)
+        if isinstance(spec, tuple):
+            return self._preprocess(dataset, labels=True)
+        if not tasks:
+            return self._preprocess(dataset.map(lambda x: {n: x[n] for n in needed}), labels=False)
+        for task in tasks:
+            for column in (task.label, task.mask):
+                if column is not None and column not in columns:
+                    raise ValueError(f"dataset: missing label column '{column}' (task '{task.name}')")
+
+        def split(x):
+            labels = {}
+            for task in tasks:
+                label = tf.cast(x[task.label], tf.float32)
+                if task.mask is not None:
+                    label = tf.where(tf.equal(tf.cast(x[task.mask], tf.float32), 1.0), label, -1.0)
+                labels[task.name] = label
+            return {n: x[n] for n in needed}, labels
+
+        return self._preprocess(dataset.map(split), labels=True)
+
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, shuffle=True, seed=None, **kwargs):
+        """`keras.Model.fit` on raw data (see `make_dataset`); labels come from `x`'s columns."""
+        if y is not None:
+            raise ValueError("Pass labels as columns of `x`; `y` is not used by keras_mdr models")
+        x = self.make_dataset(x, batch_size, shuffle=shuffle, seed=seed)
+        if validation_data is not None:
+            validation_data = self.make_dataset(validation_data, batch_size)
+        # Shuffling already happened in the pipeline; Keras cannot shuffle a dataset.
+        return super().fit(x, validation_data=validation_data, shuffle=False, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """`keras.Model.evaluate` on raw data (see `make_dataset`)."""
+        if y is not None:
+            raise ValueError("Pass labels as columns of `x`; `y` is not used by keras_mdr models")
+        return super().evaluate(self.make_dataset(x, batch_size), **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """`{task: probability [N]}` for raw data (see `make_dataset`)."""
+        kwargs.setdefault("verbose", 0)
+        return super().predict(self.make_dataset(x, batch_size, labels=False), **kwargs)
+
+    def evaluate_report(self, data, batch_size=None):
+        """Evaluates and returns `{auc, logloss, tasks: {task: {auc, logloss, domains}}}`.
+
+        `auc` and `logloss` at the top are the means over tasks; each task has
+        its pooled values and, under `domains`, `{auc, logloss, count}` per
+        domain (`None` where a domain lacks a class).
+        """
+        self.evaluate(data, batch_size=batch_size, verbose=0)
+        tasks = {m.task: m.report() for m in self.task_metrics}
+        aucs = [t["auc"] for t in tasks.values()]
+        loglosses = [t["logloss"] for t in tasks.values()]
+        return {
+            "auc": None if None in aucs else float(np.mean(aucs)),
+            "logloss": None if None in loglosses else float(np.mean(loglosses)),
+            "tasks": tasks,
+        }
+
+    # Saving ---------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "features": [f.get_config() for f in self.features],
+            "domain": self.domain.get_config(),
+            "tasks": [t.get_config() for t in self.tasks],
+            "loss_reduction": self.loss_reduction,
+            "batch_size": self.batch_size,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,5 @@
+"""Losses, metrics and training loops for keras_mdr models."""
+
+from keras_mdr.training.callbacks import ResumableEarlyStopping
+from keras_mdr.training.metrics import TaskMetrics, binary_logloss
+from keras_mdr.training.trainer import train

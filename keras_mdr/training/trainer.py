@@ -1,0 +1,73 @@
+"""One call that compiles and fits a model the way the CLI does."""
+
+import os
+
+import keras
+
+from keras_mdr.training.callbacks import ResumableEarlyStopping
+
+
+def train(
+    model,
+    train_data,
+    validation_data=None,
+    *,
+    epochs=10,
+    batch_size=None,
+    learning_rate=1e-3,
+    early_stopping_patience=None,
+    monitor="val_auc",
+    backup_dir=None,
+    jit_compile="auto",
+    seed=None,
+    verbose="auto",
+    callbacks=(),
+):
+    """Compiles `model` with Adam and fits it on raw data.
+
+    Args:
+        model: a `MultiDomainModel`.
+        train_data, validation_data: raw data (see `MultiDomainModel.make_dataset`).
+        epochs: maximum number of epochs.
+        batch_size: rows per batch.
+        learning_rate: Adam's learning rate.
+        early_stopping_patience: stop after this many epochs without a better
+            `monitor` (needs `validation_data`); the best epoch's weights are
+            always restored.
+        monitor: the metric early stopping watches (`val_auc` is maximised,
+            anything else named `*loss*` minimised).
+        backup_dir: checkpoint every epoch there and resume from it, so an
+            interrupted run loses at most the epoch in progress.
+        jit_compile: XLA for the train step (`"auto"`: on GPU only).
+        seed: shuffle seed.
+        verbose: Keras verbosity (progress bars by default).
+        callbacks: more Keras callbacks.
+
+    Returns:
+        The Keras `History`.
+    """
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+    callbacks = list(callbacks)
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    if early_stopping_patience is not None:
+        if validation_data is None:
+            raise ValueError("early_stopping_patience needs validation data")
+        callbacks.insert(
+            0,
+            ResumableEarlyStopping(
+                state_dir=None if backup_dir is None else os.path.join(backup_dir, "early_stopping"),
+                monitor=monitor,
+                mode="min" if "loss" in monitor else "max",
+                patience=early_stopping_patience,
+            ),
+        )
+    return model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
