@@ -328,8 +328,9 @@ class Task:
         name: the task's name; also the model's output name.
         label: the label column (0/1); defaults to `name`.
         kind: only `"binary"` for now (probability of the positive class).
-        mask: a column name; the task's label counts only where that column is
-            1, e.g. conversion only where click == 1 (ESMM-style CVR).
+        mask: a column name, or another task's name (meaning that task's
+            label column); the task's label counts only where it is 1, e.g.
+            conversion only where click == 1 (ESMM-style CVR).
         weight: the weight of this task's loss in the total loss.
     """
 
@@ -389,4 +390,16 @@ def normalize_specs(features, domain, tasks):
     duplicates = sorted({n for n in task_names if task_names.count(n) > 1})
     if duplicates:
         raise ValueError(f"Task names must be unique; repeated: {duplicates}")
+    labels = {t.name: t.label for t in tasks}
+    tasks = [
+        dataclasses.replace(t, mask=labels[t.mask]) if t.mask in labels and t.mask != t.name else t
+        for t in tasks
+    ]
+    if domain.column in names:
+        feature = features[names.index(domain.column)]
+        if domain.dtype is not None and feature.dtype != domain.dtype:
+            raise ValueError(
+                f"Column '{domain.column}' is both a feature ({feature.dtype}) and the domain "
+                f"({domain.dtype}); declare both with the same dtype"
+            )
     return features, domain, tasks

@@ -2,4 +2,5 @@
 
 from keras_mdr.data.columns import prepare_columns
 from keras_mdr.data.splits import random_split
-from keras_mdr.data.synthetic import SyntheticData, synthetic
+from keras_mdr.data.synthetic import synthetic
+from keras_mdr.data.tabular import TabularData

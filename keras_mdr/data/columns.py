@@ -143,13 +143,8 @@ def prepare_columns(data, features, domain, tasks=(), what="data"):
     for feature in features:
         inputs[feature.name] = feature_values(frame, feature, what)
     domain_raw = domain_values(frame, domain, what)
-    if domain.column in inputs:
-        if inputs[domain.column].dtype != domain_raw.dtype:
-            raise ValueError(
-                f"Column '{domain.column}' is both a feature and the domain, with different dtypes "
-                f"({inputs[domain.column].dtype} vs {domain_raw.dtype}); declare them alike"
-            )
-    else:
-        inputs[domain.column] = domain_raw
+    # A column that is both a feature and the domain is one input (normalize_specs
+    # checks that both declare the same dtype).
+    inputs.setdefault(domain.column, domain_raw)
     labels = {task.name: label_values(frame, task, what) for task in tasks}
     return inputs, labels

@@ -11,14 +11,11 @@ multi-domain model has something to find that one shared tower cannot:
 - like shares part of click's logit and adds a taste for tags of its own.
 """
 
-import collections
-
 import numpy as np
 import pandas as pd
 
 from keras_mdr import specs
-
-SyntheticData = collections.namedtuple("SyntheticData", ["frame", "features", "domain", "tasks"])
+from keras_mdr.data.tabular import TabularData
 
 _CATEGORIES = 12
 _TAGS = 20
@@ -46,7 +43,7 @@ def synthetic(
         embedding_dim: embedding width of the returned categorical specs.
 
     Returns:
-        `SyntheticData(frame, features, domain, tasks)`: a DataFrame with
+        `TabularData(frame, features, domain, tasks)`: a DataFrame with
         columns `user_id` (str), `item_id` (int64), `age`, `gender`,
         `category`, `price`, `tags` ("t3|t7"), `domain`, `click`, `like`;
         unadapted feature specs; the `Domain`; tasks click and like (like
@@ -117,4 +114,4 @@ def synthetic(
     ]
     domain_spec = specs.Domain("domain", values=[f"d{i}" for i in range(num_domains)])
     tasks = [specs.Task("click"), specs.Task("like", mask="click")]
-    return SyntheticData(frame, features, domain_spec, tasks)
+    return TabularData(frame, features, domain_spec, tasks)

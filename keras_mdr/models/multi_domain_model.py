@@ -13,6 +13,8 @@ cross-entropy per task (plus any auxiliary losses the layers add), and
 streaming AUC / logloss per task, per (domain, task) and pooled.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -42,16 +44,22 @@ def prepare_specs(features, domain, tasks):
 
 
 def core_inputs(features):
-    """`keras.Input`s of the numeric core, keyed like the `Preprocessor`'s outputs."""
+    """`keras.Input`s of the numeric core, keyed like the `Preprocessor`'s outputs.
+
+    The inputs are named `core:<feature>`, so a feature may share its name
+    with any layer of the model (`embedding`, `towers`, ...); the raw inputs
+    of an exported model keep the plain feature names.
+    """
     inputs = {}
     for f in features:
         if f.kind == "numeric":
-            inputs[f.name] = keras.Input(shape=(), dtype="float32", name=f.name)
+            shape, dtype = (), "float32"
         elif f.kind == "multi_categorical":
-            inputs[f.name] = keras.Input(shape=(f.max_len,), dtype="int32", name=f.name)
+            shape, dtype = (f.max_len,), "int32"
         else:
-            inputs[f.name] = keras.Input(shape=(), dtype="int32", name=f.name)
-    inputs[DOMAIN_ID] = keras.Input(shape=(), dtype="int32", name=DOMAIN_ID)
+            shape, dtype = (), "int32"
+        inputs[f.name] = keras.Input(shape=shape, dtype=dtype, name=f"core:{f.name}")
+    inputs[DOMAIN_ID] = keras.Input(shape=(), dtype="int32", name=f"core:{DOMAIN_ID}")
     return inputs
 
 
@@ -131,7 +139,11 @@ class MultiDomainModel(keras.Model):
         if loss_reduction not in LOSS_REDUCTIONS:
             raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
         outputs = TaskProbabilities([t.name for t in tasks], name="probabilities")(logits)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        with warnings.catch_warnings():
+            # Inputs are named `core:<feature>` but keyed by feature name on purpose
+            # (see `core_inputs`); Keras matches dict inputs by key.
+            warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+            super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.features = features
         self.domain = domain
         self.tasks = tasks

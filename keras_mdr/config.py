@@ -1,0 +1,120 @@
+"""Run configurations: train any CSV without writing Python.
+
+```yaml
+data: {train: PATH, validation: PATH, test: PATH, split: {seed: 2022, fractions: [0.8, 0.1, 0.1]}}
+features: [{name: user_id, type: categorical, embedding_dim: 16},
+           {name: age, type: numeric},
+           {name: genres, type: multi_categorical, separator: "|"}]
+domain: {column: domain}
+tasks: [{name: click, label: label}, {name: like, label: like, mask: click}]
+model: {name: mmoe, params: {}}
+training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022}
+output: DIR
+```
+
+Paths are relative to the config file. Without `validation` / `test` files the
+`train` file is split at random by `split` (default 80/10/10, seed 2022).
+"""
+
+import json
+import os
+
+import yaml
+
+from keras_mdr import specs as specs_lib
+from keras_mdr.data.readers import read_table
+from keras_mdr.data.splits import random_split
+
+TOP_LEVEL_KEYS = ("data", "features", "domain", "tasks", "model", "training", "output")
+DATA_KEYS = ("train", "validation", "test", "split")
+TRAINING_DEFAULTS = {
+    "epochs": 50,
+    "batch_size": 4096,
+    "learning_rate": 1e-3,
+    "early_stopping_patience": 4,
+    "seed": 2022,
+    "jit_compile": "auto",
+}
+DEFAULT_SPLIT = {"seed": 2022, "fractions": [0.8, 0.1, 0.1]}
+
+
+def _check_keys(where, mapping, allowed):
+    if not isinstance(mapping, dict):
+        raise ValueError(f"config: '{where}' must be a mapping, got {type(mapping).__name__}")
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"config: unknown keys {unknown} in '{where}'; allowed: {list(allowed)}")
+
+
+def load_config(path):
+    """Reads and checks a YAML or JSON run configuration; fills in defaults.
+
+    Returns a dict with the keys of the module docstring, paths made absolute,
+    and `features`, `domain`, `tasks` as spec objects.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Config file not found: {path}")
+    with open(path) as f:
+        text = f.read()
+    config = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise ValueError(f"config: {path} must hold a mapping at the top level")
+    _check_keys("top level", config, TOP_LEVEL_KEYS)
+    for key in ("data", "features", "domain", "tasks", "model", "output"):
+        if key not in config:
+            raise ValueError(f"config: missing required key '{key}'")
+    root = os.path.dirname(os.path.abspath(path))
+
+    def resolve(p):
+        return p if os.path.isabs(p) else os.path.join(root, p)
+
+    data = config["data"]
+    _check_keys("data", data, DATA_KEYS)
+    if "train" not in data:
+        raise ValueError("config: 'data' needs a 'train' file")
+    data = {k: (resolve(v) if k != "split" and v is not None else v) for k, v in data.items()}
+    data["split"] = {**DEFAULT_SPLIT, **(data.get("split") or {})}
+    _check_keys("data.split", data["split"], ("seed", "fractions"))
+
+    model = config["model"]
+    if isinstance(model, str):
+        model = {"name": model}
+    _check_keys("model", model, ("name", "params"))
+    if "name" not in model:
+        raise ValueError("config: 'model' needs a 'name'")
+    model = {"name": model["name"], "params": dict(model.get("params") or {})}
+
+    training = dict(config.get("training") or {})
+    _check_keys("training", training, TRAINING_DEFAULTS)
+    training = {**TRAINING_DEFAULTS, **training}
+
+    domain = config["domain"]
+    domain = {"column": domain} if isinstance(domain, str) else domain
+    features, domain, tasks = specs_lib.normalize_specs(config["features"], domain, config["tasks"])
+    return {
+        "data": data,
+        "features": features,
+        "domain": domain,
+        "tasks": tasks,
+        "model": model,
+        "training": training,
+        "output": resolve(config["output"]),
+    }
+
+
+def load_splits(config):
+    """`(train, validation, test)` DataFrames for a loaded config (`None` where absent)."""
+    data = config["data"]
+    features, domain = config["features"], config["domain"]
+
+    def read(key):
+        return read_table(data[key], features, domain) if data.get(key) else None
+
+    train, validation, test = read("train"), read("validation"), read("test")
+    if validation is None and test is None:
+        split = data["split"]
+        parts = random_split(train, split["fractions"], split["seed"])
+        if len(parts) != 3:
+            raise ValueError(f"config: split fractions must be [train, validation, test], got {split['fractions']}")
+        train, validation, test = parts
+    return train, validation, test

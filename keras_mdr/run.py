@@ -1,0 +1,95 @@
+"""A full training run: build, fit, evaluate per domain, save. Shared by the CLI's commands."""
+
+import json
+import os
+import shutil
+
+import keras
+
+from keras_mdr.models.registry import build_model
+from keras_mdr.training.report import format_report
+from keras_mdr.training.trainer import train
+
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+
+
+def save_model(model, output_dir):
+    """Saves `output_dir/model.keras` atomically (a crash never leaves a half-written file)."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, MODEL_FILE)
+    partial = os.path.join(output_dir, ".partial." + MODEL_FILE)
+    model.save(partial)
+    os.replace(partial, path)
+    return path
+
+
+def write_json(value, path):
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(partial, path)
+
+
+def evaluate_splits(model, splits, batch_size=None, echo=print):
+    """`{split_name: report}` for each non-empty split, printing each table."""
+    metrics = {}
+    for name, frame in splits.items():
+        if frame is None or len(frame) == 0:
+            continue
+        metrics[name] = model.evaluate_report(frame, batch_size=batch_size)
+        echo(format_report(metrics[name], title=f"\n{name}: AUC / logloss per domain and task"))
+    return metrics
+
+
+def train_and_evaluate(
+    model_name,
+    params,
+    features,
+    domain,
+    tasks,
+    train_frame,
+    validation_frame,
+    test_frame,
+    training,
+    output_dir,
+    verbose="auto",
+    echo=print,
+):
+    """Builds `model_name`, trains it with early stopping and checkpoints, evaluates and saves.
+
+    Writes `output_dir/model.keras` and `output_dir/metrics.json`
+    (`{"validation": M, "test": M}`, `M` as `MultiDomainModel.evaluate_report`).
+    An interrupted run resumes from `output_dir/backup` when run again.
+
+    Returns:
+        `(model, metrics)`.
+    """
+    keras.utils.set_random_seed(training["seed"])
+    model = build_model(
+        model_name,
+        features=features,
+        domain=domain,
+        tasks=tasks,
+        data=train_frame,
+        batch_size=training["batch_size"],
+        **params,
+    )
+    backup_dir = os.path.join(output_dir, "backup")
+    train(
+        model,
+        train_frame,
+        validation_frame,
+        epochs=training["epochs"],
+        learning_rate=training["learning_rate"],
+        early_stopping_patience=training["early_stopping_patience"] if validation_frame is not None else None,
+        backup_dir=backup_dir,
+        jit_compile=training["jit_compile"],
+        seed=training["seed"],
+        verbose=verbose,
+    )
+    metrics = evaluate_splits(model, {"validation": validation_frame, "test": test_frame}, echo=echo)
+    save_model(model, output_dir)
+    write_json(metrics, os.path.join(output_dir, METRICS_FILE))
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return model, metrics
