@@ -42,7 +42,13 @@ def _first_bad(mask):
     return int(np.flatnonzero(mask)[0])
 
 
-def _numeric(frame, column, role, what):
+def _shown(series, row):
+    """The value at `row` as plain Python, for messages (`3`, not `np.int64(3)`)."""
+    value = series.iloc[row]
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _numeric(frame, column, role, what, expected="be numeric"):
     series = frame[column]
     if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
         converted = pd.to_numeric(series, errors="coerce")
@@ -50,19 +56,20 @@ def _numeric(frame, column, role, what):
         if bad.any():
             row = _first_bad(bad.to_numpy())
             raise ValueError(
-                f"{what}: {role} column '{column}' must be numeric, found {series.iloc[row]!r} at row {row}"
+                f"{what}: {role} column '{column}' must {expected}, found {_shown(series, row)} at row {row}"
             )
         series = converted
     return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _integers(frame, column, role, what):
-    values = _numeric(frame, column, role, what)
+    expected = "hold integer ids"
+    values = _numeric(frame, column, role, what, expected)
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
         row = _first_bad(bad)
         raise ValueError(
-            f"{what}: {role} column '{column}' must hold integer ids, found {frame[column].iloc[row]!r} at row {row}"
+            f"{what}: {role} column '{column}' must {expected}, found {_shown(frame[column], row)} at row {row}"
         )
     return values.astype(np.int64)
 
@@ -121,7 +128,7 @@ def label_values(frame, task, what="data"):
         row = _first_bad(bad)
         raise ValueError(
             f"{what}: label column '{task.label}' (task '{task.name}') must be 0 or 1, "
-            f"found {frame[task.label].iloc[row]!r} at row {row}"
+            f"found {_shown(frame[task.label], row)} at row {row}"
         )
     return np.where(counts, labels, IGNORED_LABEL).astype(np.float32)
 

@@ -4,6 +4,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -30,7 +31,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def _paths(self):
         return (
             os.path.join(self.state_dir, "early_stopping.json"),
-            os.path.join(self.state_dir, "best.weights.h5"),
+            os.path.join(self.state_dir, "best_weights.npz"),
         )
 
     def on_train_begin(self, logs=None):
@@ -42,10 +43,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             with open(state_path) as f:
                 state = json.load(f)
             self.best, self.wait, self.best_epoch = state["best"], state["wait"], state["best_epoch"]
-            current = self.model.get_weights()
-            self.model.load_weights(weights_path)
-            self.best_weights = self.model.get_weights()
-            self.model.set_weights(current)
+            with np.load(weights_path) as saved:
+                self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -53,11 +52,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             return
         os.makedirs(self.state_dir, exist_ok=True)
         state_path, weights_path = self._paths()
-        current = self.model.get_weights()
-        self.model.set_weights(self.best_weights)
-        self.model.save_weights(weights_path + ".tmp.weights.h5", overwrite=True)
-        self.model.set_weights(current)
-        os.replace(weights_path + ".tmp.weights.h5", weights_path)
+        # Model weights only (no optimizer state): the best epoch's weights are what gets restored.
+        with open(weights_path + ".tmp", "wb") as f:
+            np.savez(f, *self.best_weights)
+        os.replace(weights_path + ".tmp", weights_path)
         with open(state_path + ".tmp", "w") as f:
             json.dump({"best": float(self.best), "wait": self.wait, "best_epoch": self.best_epoch}, f)
         os.replace(state_path + ".tmp", state_path)

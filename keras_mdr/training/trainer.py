@@ -47,6 +47,8 @@ def train(
         The Keras `History`.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+    # Built now so that BackupAndRestore also restores the optimizer's state (Adam's moments).
+    model.optimizer.build(model.trainable_variables)
     callbacks = list(callbacks)
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
