@@ -5,9 +5,10 @@ like (like is only observed on clicks). The structure is chosen so that a
 multi-domain model has something to find that one shared tower cannot:
 
 - domains are imbalanced (sizes fall geometrically, the first is largest);
-- the user-item affinity is rotated per domain (`u A_d v`), category
-  preferences and the effect of price and age differ (even in sign) by
-  domain, and each domain has its own base rate;
+- the user-item affinity is rotated per domain (`u A_d v`), items have a
+  popularity of their own in each domain, category preferences and the
+  effect of price and age differ (even in sign) by domain, and each domain
+  has its own base rate;
 - like shares part of click's logit and adds a taste for tags of its own.
 """
 
@@ -63,7 +64,8 @@ def synthetic(
     item_tags = [rng.choice(_TAGS, size=rng.integers(1, 4), replace=False) for _ in range(num_items)]
     user_tag_taste = rng.normal(0.0, 0.8, size=(num_users, _TAGS))
 
-    rotations = np.eye(k) + 0.9 * rng.normal(size=(num_domains, k, k)) / np.sqrt(k)
+    rotations = np.eye(k) + 1.5 * rng.normal(size=(num_domains, k, k)) / np.sqrt(k)
+    item_popularity = rng.normal(0.0, 1.0, size=(num_domains, num_items))
     category_preference = rng.normal(0.0, 0.9, size=(num_domains, _CATEGORIES))
     price_effect = np.linspace(-1.0, 1.0, num_domains) if num_domains > 1 else np.zeros(1)
     age_effect = rng.normal(0.0, 0.6, num_domains)
@@ -80,6 +82,7 @@ def synthetic(
     click_logit = (
         base_rate[domain]
         + 3.0 * affinity
+        + item_popularity[domain, item]
         + category_preference[domain, item_category[item]]
         + price_effect[domain] * z_price
         + age_effect[domain] * z_age
