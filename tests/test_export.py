@@ -133,8 +133,10 @@ def test_warmup_file_holds_prediction_logs_that_replay(trained, exported):
     assert tf.make_ndarray(response.outputs["click"]).shape == (warmup_lib.WARMUP_BATCH_SIZES[-1],)
 
 
-def test_default_warmup_rows_cover_every_domain(trained, tmp_path):
-    model, *_ = trained
+def test_untrained_model_exports_with_default_warmup_rows_covering_every_domain(trained, tmp_path):
+    data = trained[1]
+    model = km.build_model("shared_bottom", features=data.features, domain=data.domain, tasks=data.tasks,
+                           data=data.frame, bottom_units=[4], tower_units=[4])
     version_dir = km.export_saved_model(model, tmp_path / "mdr")
     requests = km.export.read_warmup_requests(version_dir)
     domains = tf.make_ndarray(requests[-1].inputs["examples"])
@@ -190,3 +192,25 @@ def test_export_rejects_a_model_that_is_not_multi_domain(tmp_path):
     with pytest.raises(TypeError, match="MultiDomainModel"):
         km.export_saved_model(plain, tmp_path / "mdr")
     assert not (tmp_path / "mdr").exists()
+
+
+def test_hashed_ids_and_an_integer_domain_column_export(trained, tmp_path):
+    data = trained[1]
+    frame = data.frame.assign(domain=data.frame["domain"].str[1:].astype("int64") * 10)
+    features = [km.SparseFeature("user_id", num_hash_bins=32, embedding_dim=4),
+                km.SparseFeature("item_id", dtype="int64", num_hash_bins=16, embedding_dim=4),
+                km.DenseFeature("price")]
+    model = km.build_model("shared_bottom", features=features, domain=km.Domain("domain"), tasks=data.tasks,
+                           data=frame, bottom_units=[4], tower_units=[4])
+    version_dir = km.export_saved_model(model, tmp_path / "mdr", warmup_data=frame)
+    card = km.export.read_model_card(version_dir)
+    assert card["signatures"]["serving_default"]["inputs"] == {
+        "domain": "int64", "item_id": "int64", "price": "float32", "user_id": "string",
+    }
+    rows = frame.iloc[:64]
+    loaded = tf.saved_model.load(version_dir)
+    columns, _ = km.data.prepare_columns(rows, model.features, model.domain)
+    expected = model.predict(rows, batch_size=64)
+    _assert_close(_run(loaded.signatures["serving_default"], columns), expected, "hashed ids, int64 domain")
+    examples = km.export.serialize_examples(model, rows)
+    _assert_close(_run(loaded.signatures["predict_examples"], {"examples": examples}), expected, "tf.Example")

@@ -22,18 +22,14 @@ import keras_mdr as km
 from keras_mdr.export import EXAMPLES_INPUT, EXAMPLES_SIGNATURE, serialize_examples
 from keras_mdr.serving import PredictClient, ServingError, start_server
 from keras_mdr.testing import tiny_synthetic
-from keras_mdr.testing.serving_checks import (
-    predict_in_tf_only_process,
-    tiny_hyper_parameters,
-    with_unseen_values,
-)
+from keras_mdr.testing.serving_checks import TfOnlyPrediction, tiny_hyper_parameters, with_unseen_values
 
 TOLERANCE = 1e-5
 BATCH = 256
 SINGLE_ROWS = (0, 5, BATCH - 1)  # row 0 and 5 carry unseen categorical values
 MODEL_NAME = "mdr"
 
-Served = collections.namedtuple("Served", "name model base_dir version_dir rows expected server")
+Served = collections.namedtuple("Served", "name model base_dir version_dir rows expected server tf_only")
 
 
 def _train(name, data):
@@ -59,9 +55,11 @@ def served(request, data, tmp_path_factory):
     base_dir = tmp_path_factory.mktemp(request.param) / MODEL_NAME
     version_dir = km.export_saved_model(model, base_dir, warmup_data=data.frame)
     rows = with_unseen_values(data.frame.iloc[:BATCH].reset_index(drop=True))
+    columns, _ = km.data.prepare_columns(rows, model.features, model.domain)
+    tf_only = TfOnlyPrediction(version_dir, columns, SINGLE_ROWS)  # runs while the rest sets up
     expected = model.predict(rows, batch_size=BATCH)
     with start_server(base_dir, MODEL_NAME) as server:
-        yield Served(request.param, model, base_dir, version_dir, rows, expected, server)
+        yield Served(request.param, model, base_dir, version_dir, rows, expected, server, tf_only)
 
 
 def _assert_close(actual, expected, what):
@@ -147,15 +145,13 @@ def run_client_suite(target, served, local=True):
 
 
 def test_keras_savedmodel_and_grpc_agree_at_batch_1_and_256(served):
-    columns = _columns(served)
-    batch, alone = predict_in_tf_only_process(served.version_dir, columns, SINGLE_ROWS)
+    """The reference is Keras at batch 256 (Keras alone at batch 1 is `run_model_test`'s check)."""
+    run_client_suite(served.server.target, served)
+    batch, alone = served.tf_only.result()
     _assert_close(batch, served.expected, f"{served.name}: TensorFlow-only SavedModel, batch {BATCH}")
     for row in SINGLE_ROWS:
-        keras_alone = served.model.predict(served.rows.iloc[row : row + 1], batch_size=1)
         reference = {t: v[row : row + 1] for t, v in served.expected.items()}
-        _assert_close(keras_alone, reference, f"{served.name}: Keras row {row} alone")
         _assert_close(alone[row], reference, f"{served.name}: TensorFlow-only SavedModel row {row} alone")
-    run_client_suite(served.server.target, served)
 
 
 def test_server_picks_up_new_versions_and_survives_a_broken_one(served):
@@ -177,6 +173,17 @@ def test_server_picks_up_new_versions_and_survives_a_broken_one(served):
     shutil.rmtree(broken)
     shutil.rmtree(served.base_dir / "2")
     assert server.poll() == 1, "rolling back by deleting the newest version serves the previous one"
+
+
+def test_concurrent_requests_each_get_their_own_rows(served):
+    import concurrent.futures
+
+    rows = list(range(0, BATCH, 16))
+    with PredictClient(served.server.target, MODEL_NAME) as client:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda r: client.predict(served.rows.iloc[r : r + 1]), rows))
+    for row, answer in zip(rows, answers):
+        _assert_close(answer, {t: v[row : row + 1] for t, v in served.expected.items()}, f"concurrent row {row}")
 
 
 def test_classify_and_regress_are_unimplemented(served):
@@ -228,3 +235,35 @@ def test_client_suite_against_tensorflow_model_server(served):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_deployment_configs_parse_and_match_the_warmup_batch_sizes():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    with open(os.path.join(REPO, "serving", "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert (model.name, model.base_path) == (MODEL_NAME, "/models/mdr")
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    with open(os.path.join(REPO, "serving", "batching_parameters.txt")) as f:
+        allowed = [int(line.split(":")[1]) for line in f if line.startswith("allowed_batch_sizes")]
+    assert tuple(allowed) == km.export.WARMUP_BATCH_SIZES, "XLA exports warm up exactly the allowed batch sizes"
+
+
+def test_client_example_script_prints_probabilities(served, capsys, tmp_path):
+    import runpy
+
+    example = runpy.run_path(os.path.join(REPO, "serving", "client_example.py"))
+    rows = tmp_path / "rows.csv"
+    served.rows.iloc[:3].to_csv(rows, index=False)
+    assert example["main"](["--target", served.server.target, "--model", MODEL_NAME, "--data", str(rows)]) == 0
+    printed = capsys.readouterr().out.split("\n")
+    assert set(printed[0].split()) == set(served.expected)
+    first = dict(zip(printed[0].split(), map(float, printed[1].split())))
+    for task, value in first.items():
+        assert value == pytest.approx(float(served.expected[task][0]), abs=1e-5)
+    assert example["main"](["--target", served.server.target, "--model", "nope", "--data", str(rows)]) == 1

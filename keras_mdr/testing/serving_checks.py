@@ -1,6 +1,6 @@
 """Test helpers for exported models: unseen values, a TensorFlow-only process, tiny zoo configs.
 
-`predict_in_tf_only_process` runs an exported SavedModel in a fresh Python
+`TfOnlyPrediction` runs an exported SavedModel in a fresh Python
 process whose import path holds TensorFlow and its dependencies but neither
 Keras nor keras_mdr (a view of site-packages without them, `python -S`), so a
 SavedModel that still needed either would fail to load there.
@@ -49,43 +49,56 @@ def _site_packages_without_keras(directory):
         os.symlink(os.path.join(site_packages, entry), os.path.join(directory, entry))
 
 
-def predict_in_tf_only_process(version_dir, columns, single_rows=(), timeout=120):
-    """`serving_default` of a SavedModel, run where only TensorFlow can be imported.
+class TfOnlyPrediction:
+    """`serving_default` of a SavedModel, running in a process where only TensorFlow imports.
+
+    The process starts at construction; `result()` waits for it. Starting it
+    early lets its TensorFlow import overlap other work.
 
     Args:
         version_dir: the exported version directory.
         columns: `{input: 1-D numpy array}` (strings as `str`).
         single_rows: row indices to also predict alone (batch size 1).
-
-    Returns:
-        `({task: [N]}, {row: {task: [1]}})`: the whole batch and each single row.
     """
-    with tempfile.TemporaryDirectory() as tmp:
+
+    def __init__(self, version_dir, columns, single_rows=()):
+        self._tmp = tempfile.TemporaryDirectory()
+        tmp = self._tmp.name
         site = os.path.join(tmp, "site")
         os.mkdir(site)
         _site_packages_without_keras(site)
         script = os.path.join(tmp, "predict.py")
         with open(script, "w") as f:
             f.write(_TF_ONLY_SCRIPT)
-        inputs_path, outputs_path = os.path.join(tmp, "inputs.npz"), os.path.join(tmp, "outputs.npz")
+        inputs_path, self._outputs_path = os.path.join(tmp, "inputs.npz"), os.path.join(tmp, "outputs.npz")
         np.savez(inputs_path, **{k: (v.astype(str) if v.dtype == object else v) for k, v in columns.items()})
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env.update(PYTHONPATH=site, TF_CPP_MIN_LOG_LEVEL="2")
         rows = ",".join(str(int(r)) for r in single_rows)
-        process = subprocess.run(
-            [sys.executable, "-S", script, os.fspath(version_dir), inputs_path, outputs_path, rows],
-            env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout,
+        self._process = subprocess.Popen(
+            [sys.executable, "-S", script, os.fspath(version_dir), inputs_path, self._outputs_path, rows],
+            env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        if process.returncode != 0:
-            raise AssertionError(f"TensorFlow-only process failed:\n{process.stderr[-3000:]}")
-        outputs = dict(np.load(outputs_path))
-    batch = {k.split("/", 1)[1]: v for k, v in outputs.items() if k.startswith("batch/")}
-    alone = {}
-    for key, values in outputs.items():
-        if key.startswith("row"):
-            row, task = key[3:].split("/", 1)
-            alone.setdefault(int(row), {})[task] = values
-    return batch, alone
+
+    def result(self, timeout=120):
+        """`({task: [N]}, {row: {task: [1]}})`: the whole batch and each single row."""
+        try:
+            _, stderr = self._process.communicate(timeout=timeout)
+            if self._process.returncode != 0:
+                raise AssertionError(f"TensorFlow-only process failed:\n{stderr[-3000:]}")
+            outputs = dict(np.load(self._outputs_path))
+        finally:
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            self._tmp.cleanup()
+        batch = {k.split("/", 1)[1]: v for k, v in outputs.items() if k.startswith("batch/")}
+        alone = {}
+        for key, values in outputs.items():
+            if key.startswith("row"):
+                row, task = key[3:].split("/", 1)
+                alone.setdefault(int(row), {})[task] = values
+        return batch, alone
 
 
 def with_unseen_values(frame, every=5):
