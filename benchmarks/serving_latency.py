@@ -110,7 +110,7 @@ def benchmark(model_name, requests, batches, train_rows):
     return results
 
 
-def _markdown(command, rows, requests, batches, load):
+def _markdown(command, rows, requests, batches, load, skipped):
     lines = [
         "# Serving latency",
         "",
@@ -122,7 +122,8 @@ def _markdown(command, rows, requests, batches, load):
         f"1-minute load average at start {load:.1f} (other jobs were running: compare rows only as ratios). "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}.",
         f"Single-row: {requests} sequential requests; batch: {batches} sequential requests of {BATCH} rows. "
-        "Default hyper-parameters, synthetic data.",
+        "Default hyper-parameters, synthetic data."
+        + (f" Not registered in this checkout, skipped: {', '.join(skipped)}." if skipped else ""),
         "",
         "| model | path | 1 row p50 (ms) | 1 row p99 (ms) | 256 rows p50 (ms) | rows/s, 256-row requests, one client |",
         "|---|---|---:|---:|---:|---:|",
@@ -146,15 +147,16 @@ def main(argv=None):
     load = os.getloadavg()[0]
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + list(argv or sys.argv[1:]))
     available = km.list_models()
-    rows = []
+    rows, skipped = [], []
     for model_name in args.models:
         if model_name not in available:
             print(f"skipping {model_name}: not registered (available: {', '.join(available)})")
+            skipped.append(model_name)
             continue
         for result in benchmark(model_name, args.requests, args.batches, args.train_rows):
             rows.append((model_name, result))
             print(model_name, result, flush=True)
-    table = _markdown(command, rows, args.requests, args.batches, load)
+    table = _markdown(command, rows, args.requests, args.batches, load, skipped)
     print(table)
     if args.out:
         with open(args.out, "w") as f:

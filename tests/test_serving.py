@@ -196,6 +196,24 @@ def test_classify_and_regress_are_unimplemented(served):
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
+def test_client_casts_inputs_to_the_declared_dtypes():
+    from keras_mdr.serving.client import cast_input
+
+    ids = cast_input("item_id", [1, 2, 3], tf.int64)
+    assert ids.dtype == np.int64 and ids.tolist() == [1, 2, 3]
+    assert cast_input("item_id", np.array([4.0, 5.0]), tf.int64).tolist() == [4, 5]
+    assert cast_input("item_id", ["6"], tf.int64).tolist() == [6]
+    with pytest.raises(ValueError, match="input 'item_id' must hold integer ids"):
+        cast_input("item_id", [1.5], tf.int64)
+    with pytest.raises(ValueError, match="input 'age' must hold float32 values"):
+        cast_input("age", ["old"], tf.float32)
+    assert cast_input("age", [30], tf.float32).dtype == np.float32
+    # As in training data: numbers in a string column become their str(), missing values "".
+    assert cast_input("user_id", np.array(["u1", 7, None, float("nan")], dtype=object), tf.string).tolist() == [
+        "u1", "7", "", "",
+    ]
+
+
 def test_client_retries_while_the_server_is_unavailable(tmp_path):
     with start_server(tmp_path / "empty", MODEL_NAME) as server:
         client = PredictClient(server.target, MODEL_NAME, retries=2, backoff_s=0.01)

@@ -50,25 +50,22 @@ def _columns(data):
     raise TypeError(f"predict takes a pandas DataFrame or a dict of columns, got {type(data).__name__}")
 
 
-def _string(name, value):
+def _string(value):
+    # The same conversion as training data (`keras_mdr.data.prepare_columns`):
+    # missing values become "" (the out-of-vocabulary row), others str(value).
     if isinstance(value, (str, bytes)):
         return value
     if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
-        return ""  # a missing value: the out-of-vocabulary row, as in training data
-    if isinstance(value, (float, np.floating)):
-        if not float(value).is_integer():
-            raise ValueError(f"input '{name}' takes strings; got the number {value!r}")
-        value = int(value)
-    # Integer ids (a CSV reader may parse them as numbers) travel in decimal form.
+        return ""
     return str(value)
 
 
-def _as_strings(name, values):
+def _as_strings(values):
     if values.dtype.kind in "US":
         return values.astype(object)
     out = np.empty(values.shape, dtype=object)
     for index, value in np.ndenumerate(values):
-        out[index] = _string(name, value)
+        out[index] = _string(value)
     return out
 
 
@@ -76,7 +73,7 @@ def cast_input(name, values, dtype):
     """`values` as a numpy array of `dtype` (a `tf.DType`), with an error naming `name`."""
     values = np.asarray(values)
     if dtype == tf.string:
-        return _as_strings(name, values)
+        return _as_strings(values)
     target = dtype.as_numpy_dtype
     if values.dtype.kind in "OUS":
         try:
