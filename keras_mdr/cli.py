@@ -5,6 +5,37 @@ import os
 import sys
 
 
+QUICKSTART_MODEL_NAME = "quickstart"
+
+
+def _answer_one_request(base_dir, rows):
+    """Starts the local gRPC server on `base_dir`, sends `rows`, prints request and response."""
+    import numpy as np
+
+    from keras_mdr.serving import PredictClient, start_server
+
+    with start_server(base_dir, QUICKSTART_MODEL_NAME) as server:
+        with PredictClient(server.target, QUICKSTART_MODEL_NAME) as client:
+            request = client.make_request(rows)
+            response = client.predict(rows)
+    import tensorflow as tf
+
+    print(
+        f"\ngRPC PredictRequest to {server.target}: model '{request.model_spec.name}', "
+        f"signature '{request.model_spec.signature_name}', inputs:"
+    )
+    with np.printoptions(precision=4, suppress=True):
+        for name, tensor in sorted(request.inputs.items()):
+            values = tf.make_ndarray(tensor)
+            if values.dtype == object:
+                values = [v.decode() for v in values]
+            print(f"  {name:<10} {tf.dtypes.as_dtype(tensor.dtype).name:<7} {values}")
+        print("PredictResponse, one probability per task and row:")
+        for task, values in sorted(response.items()):
+            print(f"  {task:<10} {values}")
+    return response
+
+
 def _quickstart(args):
     import keras_mdr as km
     from keras_mdr import run
@@ -23,10 +54,15 @@ def _quickstart(args):
         "seed": args.seed,
         "jit_compile": "auto",
     }
-    run.train_and_evaluate(
+    model, metrics = run.train_and_evaluate(
         args.model, {}, data.features, data.domain, data.tasks, train, validation, test, training, args.output
     )
     print(f"\nSaved the model to {os.path.join(args.output, run.MODEL_FILE)}")
+    base_dir = os.path.join(args.output, "export", QUICKSTART_MODEL_NAME)
+    version_dir = km.export_saved_model(model, base_dir, warmup_data=validation, metrics=metrics)
+    print(f"Exported the SavedModel to {version_dir}")
+    rows = test.head(3).drop(columns=[t.label for t in data.tasks])
+    _answer_one_request(base_dir, rows)
 
 
 def _train(args):
@@ -68,6 +104,46 @@ def _evaluate(args):
     run.write_json(metrics, os.path.join(config["output"], "evaluation.json"))
 
 
+def _export(args):
+    import json
+
+    import keras
+
+    import keras_mdr as km
+    from keras_mdr import config as config_lib
+    from keras_mdr import run
+
+    warmup, metrics = None, None
+    if args.config:
+        config = config_lib.load_config(args.config)
+        model_path = os.path.join(config["output"], run.MODEL_FILE)
+        metrics_path = os.path.join(config["output"], run.METRICS_FILE)
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                metrics = json.load(f)
+        warmup = config_lib.load_splits(config)[1]
+    else:
+        model_path = args.model
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"No trained model at {model_path}")
+    model = keras.saving.load_model(model_path)
+    if args.warmup_data:
+        warmup = km.data.read_table(args.warmup_data, model.features, model.domain)
+    if args.metrics:
+        with open(args.metrics) as f:
+            metrics = json.load(f)
+    path = km.export_saved_model(
+        model, args.base_dir, version=args.version, jit_compile=args.jit_compile, warmup_data=warmup, metrics=metrics
+    )
+    print(path)
+
+
+def _serve(args):
+    from keras_mdr.serving import serve_forever
+
+    serve_forever(args.base_dir, model_name=args.model_name, port=args.port, host=args.host)
+
+
 def _list_models(args):
     import keras_mdr as km
 
@@ -86,7 +162,8 @@ def build_parser():
         "quickstart",
         help="train on the built-in synthetic data, print per-domain AUC, save, export and serve",
         description="Train a model on the built-in synthetic data, print the per-domain x per-task "
-        "AUC table and save the model.",
+        "AUC table, save the model, export it as a SavedModel and answer one gRPC request through "
+        "the local server.",
     )
     quickstart.add_argument("--model", default="shared_bottom", help="model name (see list-models)")
     quickstart.add_argument("--rows", type=int, default=60_000, help="synthetic rows to generate")
@@ -113,6 +190,35 @@ def build_parser():
     evaluate.add_argument("--config", required=True, help="the config the model was trained with")
     evaluate.set_defaults(run=_evaluate)
 
+    export = commands.add_parser(
+        "export",
+        help="export a trained model as a new SavedModel version for TF Serving",
+        description="Write BASE_DIR/<version>/ atomically: a SavedModel taking raw features, TF Serving "
+        "warmup requests and model_card.json. Prints the version directory.",
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a .keras file saved from a keras_mdr model")
+    source.add_argument("--config", help="a training config: exports OUTPUT/model.keras with its metrics")
+    export.add_argument("--base-dir", required=True, help="TF Serving base path; versions go in BASE_DIR/<n>")
+    export.add_argument("--version", type=int, help="version number (default: the next one)")
+    export.add_argument("--jit-compile", action="store_true", help="compile the numeric core with XLA")
+    export.add_argument("--warmup-data", help="CSV/Parquet rows for the warmup requests (first 32 used)")
+    export.add_argument("--metrics", help="a JSON file of metrics to record in model_card.json")
+    export.set_defaults(run=_export)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve exported SavedModels over gRPC locally (development; production uses TF Serving)",
+        description="A local gRPC PredictionService (Predict, GetModelMetadata) over the newest version "
+        "under MODEL_BASE_DIR, picking up new versions. For development and tests; deploy with the stock "
+        "tensorflow/serving image (see serving/README.md).",
+    )
+    serve.add_argument("base_dir", metavar="MODEL_BASE_DIR", help="the base directory of the versions")
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--model-name", help="the served model name (default: the base directory's name)")
+    serve.set_defaults(run=_serve)
+
     list_models = commands.add_parser(
         "list-models", help="list the model names", description="List the models build_model accepts."
     )
@@ -127,7 +233,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, ImportError, KeyError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError) as error:
         print(f"keras-mdr {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

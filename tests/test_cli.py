@@ -10,7 +10,7 @@ import yaml
 from keras_mdr import cli
 from keras_mdr.testing import tiny_synthetic
 
-COMMANDS = ["quickstart", "train", "evaluate", "list-models"]
+COMMANDS = ["quickstart", "train", "evaluate", "export", "serve", "list-models"]
 
 
 def test_help_works_for_the_program_and_every_subcommand():
@@ -29,7 +29,7 @@ def test_list_models_prints_registered_names(capsys):
     assert "shared_bottom: bottom_units=" in capsys.readouterr().out
 
 
-def test_quickstart_trains_prints_the_per_domain_table_and_saves(tmp_path, capsys):
+def test_quickstart_trains_reports_saves_exports_and_answers_a_grpc_request(tmp_path, capsys):
     output = tmp_path / "qs"
     code = cli.main(["quickstart", "--rows", "3000", "--epochs", "1", "--batch-size", "512", "--output", str(output)])
     assert code == 0
@@ -40,6 +40,10 @@ def test_quickstart_trains_prints_the_per_domain_table_and_saves(tmp_path, capsy
     assert (output / "model.keras").exists()
     metrics = json.loads((output / "metrics.json").read_text())
     assert set(metrics) == {"validation", "test"}
+    assert (output / "export" / "quickstart" / "1" / "saved_model.pb").exists()
+    assert "gRPC PredictRequest to 127.0.0.1:" in out
+    response = out.split("PredictResponse, one probability per task and row:")[1].splitlines()
+    assert response[1].split()[0] == "click" and response[2].split()[0] == "like"
 
 
 @pytest.fixture
@@ -82,6 +86,16 @@ def test_train_writes_metrics_per_task_and_domain_and_the_model(config_file, cap
     assert cli.main(["evaluate", "--config", str(config_file)]) == 0
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["test"]["tasks"]["click"]["auc"] == pytest.approx(test["tasks"]["click"]["auc"], abs=1e-6)
+
+    base_dir = config_file.parent / "exports" / "mdr"
+    for _ in range(2):
+        assert cli.main(["export", "--config", str(config_file), "--base-dir", str(base_dir)]) == 0
+    assert sorted(p.name for p in base_dir.iterdir()) == ["1", "2"]
+    card = json.loads((base_dir / "2" / "model_card.json").read_text())
+    assert card["metrics"]["test"]["tasks"]["click"]["auc"] == pytest.approx(test["tasks"]["click"]["auc"])
+    capsys.readouterr()
+    assert cli.main(["export", "--model", str(run / "model.keras"), "--base-dir", str(base_dir), "--version", "2"]) == 2
+    assert "Version 2 already exists" in capsys.readouterr().err
 
 
 def _edit(config_file, change):
