@@ -1,10 +1,13 @@
 """Building blocks: routing by domain, experts, gates, normalisation, embeddings."""
 
+from keras_mdr.layers.customized_gate_control import CustomizedGateControl
 from keras_mdr.layers.domain_dense import DomainDense
 from keras_mdr.layers.domain_mlp import DomainMLP
 from keras_mdr.layers.domain_normalization import DomainNormalization
 from keras_mdr.layers.domain_task_towers import DomainTaskTowers
 from keras_mdr.layers.expert_bank import ExpertBank
 from keras_mdr.layers.expert_gate import ExpertGate
+from keras_mdr.layers.expert_mixture import ExpertMixture
 from keras_mdr.layers.feature_embedding import FeatureEmbedding, embedding_fields
 from keras_mdr.layers.mlp_block import MLPBlock
+from keras_mdr.layers.star_dense import StarDense
