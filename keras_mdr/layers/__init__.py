@@ -6,5 +6,9 @@ from keras_mdr.layers.domain_normalization import DomainNormalization
 from keras_mdr.layers.domain_task_towers import DomainTaskTowers
 from keras_mdr.layers.expert_bank import ExpertBank
 from keras_mdr.layers.expert_gate import ExpertGate
+from keras_mdr.layers.factorization_machine import FactorizationMachine
 from keras_mdr.layers.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.layers.hyper_adapter import HyperAdapter
+from keras_mdr.layers.hyper_network import HyperNetwork
 from keras_mdr.layers.mlp_block import MLPBlock
+from keras_mdr.layers.vector_cross import VectorCross
