@@ -26,6 +26,8 @@ class DomainNormalization(keras.layers.Layer):
         momentum: moving-average momentum.
         epsilon: added to the variance.
         shared_affine: add domain-shared `gamma`, `beta` (STAR).
+        gamma_initializer: initializer of the per-domain `gamma` (`"zeros"`
+            makes a normalised residual branch start switched off).
 
     Call arguments:
         inputs: `[B, F]`.
@@ -36,7 +38,9 @@ class DomainNormalization(keras.layers.Layer):
         `[B, F]`.
     """
 
-    def __init__(self, num_domains, momentum=0.99, epsilon=1e-3, shared_affine=False, **kwargs):
+    def __init__(
+        self, num_domains, momentum=0.99, epsilon=1e-3, shared_affine=False, gamma_initializer="ones", **kwargs
+    ):
         super().__init__(**kwargs)
         self.num_domains = check_positive_int("num_domains", num_domains)
         if not 0.0 <= momentum < 1.0:
@@ -46,10 +50,11 @@ class DomainNormalization(keras.layers.Layer):
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.shared_affine = bool(shared_affine)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
 
     def build(self, inputs_shape, domain_ids_shape=None):
         shape = (self.num_domains, inputs_shape[-1])
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer)
         self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
         if self.shared_affine:
             self.shared_gamma = self.add_weight(name="shared_gamma", shape=shape[1:], initializer="ones")
@@ -103,5 +108,6 @@ class DomainNormalization(keras.layers.Layer):
             momentum=self.momentum,
             epsilon=self.epsilon,
             shared_affine=self.shared_affine,
+            gamma_initializer=keras.initializers.serialize(self.gamma_initializer),
         )
         return config
