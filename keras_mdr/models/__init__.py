@@ -1,9 +1,9 @@
 """The model zoo. Importing a model's module registers it with `build_model`."""
 
-from keras_mdr.models.hamur import HAMUR
 from keras_mdr.models.multi_domain_model import MultiDomainModel, TaskProbabilities
 from keras_mdr.models.registry import build_model, hyper_parameters, list_models, register_model
 from keras_mdr.models.shared_bottom import SharedBottom
 from keras_mdr.models.mmoe import MMoE
 from keras_mdr.models.ple import PLE
 from keras_mdr.models.star import STAR
+from keras_mdr.models.hamur import HAMUR
