@@ -1,5 +1,6 @@
 """The model zoo. Importing a model's module registers it with `build_model`."""
 
+from keras_mdr.models.cesaa import CESAA
 from keras_mdr.models.multi_domain_model import MultiDomainModel, TaskProbabilities
 from keras_mdr.models.registry import build_model, hyper_parameters, list_models, register_model
 from keras_mdr.models.shared_bottom import SharedBottom
