@@ -45,6 +45,12 @@ class NoisyTopKGate(keras.layers.Layer):
         `(pi [B, N], expert_ids [B, K] int32, g [B, K])`; `expert_ids` are
         sorted by decreasing logit and `g` sums to 1 over each row.
 
+    Example:
+    >>> gate = NoisyTopKGate(num_experts=8, top_k=2, num_domains=3)
+    >>> pi, expert_ids, g = gate(np.ones((5, 12)), np.array([0, 2, 1, 2, 0]))
+    >>> tuple(expert_ids.shape), tuple(g.shape)
+    ((5, 2), (5, 2))
+
     Reference: Dong et al., "Adaptive Conditional Expert Selection Network
     for Multi-domain Recommendation" (CESAA), arXiv:2411.06826, 2024; Shazeer et al.,
     "Outrageously Large Neural Networks: The Sparsely-Gated
