@@ -7,3 +7,4 @@ from keras_mdr.models.mmoe import MMoE
 from keras_mdr.models.ple import PLE
 from keras_mdr.models.star import STAR
 from keras_mdr.models.hamur import HAMUR
+from keras_mdr.models.cesaa import CESAA

@@ -1,5 +1,11 @@
 """Losses, metrics and training loops for keras_mdr models."""
 
 from keras_mdr.training.callbacks import ResumableEarlyStopping
+from keras_mdr.training.expert_utilization import (
+    ExpertUtilizationReport,
+    expert_utilization,
+    plot_expert_utilization,
+    report_expert_utilization,
+)
 from keras_mdr.training.metrics import TaskMetrics, binary_logloss
 from keras_mdr.training.trainer import train
