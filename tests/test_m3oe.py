@@ -39,7 +39,11 @@ def test_m3oe_bilevel_two_tasks_passes_model_test_case(tmp_path):
     data = tiny_synthetic()
     validation = tiny_synthetic(num_rows=400, seed=8).frame
     model = run_model_test(
-        "m3oe", {**SMALL, "training_mode": "bilevel"}, data=data, validation_data=validation, batch_size=200
+        "m3oe",
+        {**SMALL, "training_mode": "bilevel", "partitioned_norm": True},
+        data=data,
+        validation_data=validation,
+        batch_size=200,
     )
     assert model.structure() != pytest.approx(dict.fromkeys(model.structure(), 0.5))
     # The structure optimiser's state is saved with the model, so bi-level training resumes.
@@ -78,7 +82,7 @@ def test_bilevel_steps_structure_weights_on_the_validation_batch_only(data):
     # Validation labels flipped, so its gradient differs from the training batch's.
     validation = data.frame.iloc[300:].reset_index(drop=True)
     validation["click"] = 1 - validation["click"]
-    model = _build(data, training_mode="bilevel", structure_learning_rate=0.05)
+    model = _build(data, training_mode="bilevel", structure_learning_rate=0.05, partitioned_norm=True)
     model.compile(optimizer=keras.optimizers.Adam(0.0), jit_compile=False)
     validation_gradient, _ = _structure_gradient(model, validation)
     train_gradient, train_x = _structure_gradient(model, train)
@@ -94,7 +98,8 @@ def test_bilevel_steps_structure_weights_on_the_validation_batch_only(data):
     np.testing.assert_allclose(delta, -0.05 * g / (np.abs(g) + 1e-7 / np.sqrt(0.001)), rtol=1e-3)
     for variable, before in zip(model.network_variables, network):
         np.testing.assert_array_equal(variable.numpy(), before, err_msg=variable.path)
-    # The moving statistics saw the training batch only.
+    # The partitioned normalisation's moving statistics saw the training batch only.
+    assert model.non_trainable_weights
     trained_state = _values(model.non_trainable_weights)
     for variable, value in zip(model.non_trainable_weights, state):
         variable.assign(value)

@@ -58,6 +58,13 @@ class ExpertFusion(keras.layers.Layer):
     Returns:
         `f [B, T, U]`: row b's fused input to its tower for each task.
 
+    Example:
+    >>> fusion = ExpertFusion()
+    >>> f = fusion(np.ones((5, 4, 8)), np.full((5, 2, 4), 0.25), np.ones((5, 3, 8)),
+    ...            np.ones((5, 2, 8)), np.array([0, 2, 1, 2, 0]))
+    >>> tuple(f.shape)
+    (5, 2, 8)
+
     Reference: Zhang et al., "M3oE: Multi-Domain Multi-Task Mixture-of Experts
     Recommendation Framework", SIGIR 2024.
     """
