@@ -104,7 +104,7 @@ def main(argv=None):
     ]
     for seed in args.seeds:
         lines += seed_table(data, args, seed) + [""]
-    text = "\n".join(lines)
+    text = "\n".join(lines).rstrip() + "\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:

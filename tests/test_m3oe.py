@@ -108,6 +108,19 @@ def test_bilevel_steps_structure_weights_on_the_validation_batch_only(data):
         np.testing.assert_allclose(variable.numpy(), value, atol=1e-5, err_msg=variable.path)
 
 
+@pytest.mark.parametrize("stop", [True, False])
+def test_gates_train_the_bottom_only_without_gate_stop_gradient(data, stop):
+    model = _build(data, gate_stop_gradient=stop)
+    batch = next(iter(model.make_dataset(data.frame.iloc[:32], labels=False)))
+    gates = keras.Model(model.input, model.get_layer("gates").output)
+    bottom = model.get_layer("skip_bottom").trainable_variables
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(gates(batch, training=True)))
+    gradients = tape.gradient(loss, bottom + model.get_layer("gates").trainable_variables)
+    assert all(g is not None for g in gradients[len(bottom):])
+    assert all((g is None) == stop for g in gradients[: len(bottom)])
+
+
 def test_bilevel_fit_without_validation_data_is_a_clear_error(data):
     model = _build(data, training_mode="bilevel")
     model.compile(optimizer="adam")

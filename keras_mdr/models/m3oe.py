@@ -56,9 +56,10 @@ class M3oE(MultiDomainModel):
         dropout: dropout rate in the bottom, the experts and the towers.
         partitioned_norm: STAR's partitioned normalisation (per-domain
             statistics, moving ones at inference) on the pre-activation
-            output of the per-domain bottom. Off by default: it lowered test
-            AUC on the synthetic data, and more so on the embeddings, where
-            STAR puts it (`benchmarks/results/m3oe_modes.md`).
+            output of the per-domain bottom. Off by default: it gave no
+            consistent gain on the synthetic data, and on the embeddings
+            (where STAR puts it) it clearly lowered test AUC
+            (`benchmarks/results/m3oe_modes.md`).
         gate_stop_gradient: the gates read `stop_gradient(h)`, so they do not
             train the bottom.
         training_mode: `"joint"` (one optimiser for all weights) or
