@@ -8,3 +8,4 @@ from keras_mdr.models.ple import PLE
 from keras_mdr.models.star import STAR
 from keras_mdr.models.hamur import HAMUR
 from keras_mdr.models.cesaa import CESAA
+from keras_mdr.models.m3oe import M3oE

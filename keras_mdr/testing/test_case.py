@@ -155,13 +155,15 @@ def tiny_synthetic(num_rows=1200, seed=7):
     return synthetic(num_rows=num_rows, num_users=100, num_items=60, seed=seed, embedding_dim=4)
 
 
-def run_model_test(name, hyper_params=None, data=None, epochs=1, batch_size=128):
+def run_model_test(name, hyper_params=None, data=None, epochs=1, batch_size=128, validation_data=None):
     """Checks a zoo model end to end on small synthetic data.
 
     Builds `name` with `hyper_params` from raw data, fits it with
     `jit_compile=True` (and asserts XLA stayed on), evaluates, predicts,
     round-trips it through `.keras` with `safe_mode=True`, and checks that
-    `predict` is batch independent. Returns the trained model.
+    `predict` is batch independent. `validation_data` (raw rows) is passed to
+    `fit`, for models that train on it (bi-level M3oE). Returns the trained
+    model.
     """
     import keras_mdr as km
 
@@ -176,7 +178,9 @@ def run_model_test(name, hyper_params=None, data=None, epochs=1, batch_size=128)
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
     assert model.jit_compile, f"{name}: jit_compile was turned off; the core must be XLA-compilable"
-    history = model.fit(data.frame, epochs=epochs, batch_size=batch_size, verbose=0, seed=0)
+    history = model.fit(
+        data.frame, validation_data=validation_data, epochs=epochs, batch_size=batch_size, verbose=0, seed=0
+    )
     assert np.isfinite(history.history["loss"][-1]), f"{name}: non-finite training loss"
 
     results = model.evaluate(data.frame, batch_size=batch_size, return_dict=True, verbose=0)
