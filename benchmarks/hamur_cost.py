@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,6 +39,9 @@ from keras import ops  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
 from keras_mdr.layers import HyperAdapter  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_seconds  # noqa: E402
 
 
 def materialised_product(x, hyper, left, right):
@@ -81,16 +83,6 @@ def model_flops(width_in, hidden, adapter_widths, hyper_units, tower_units, num_
     )
     cells = [cell_flops(m, h, k) for m in adapter_widths]
     return backbone + sum(c[0] for c in cells), backbone + sum(c[1] for c in cells)
-
-
-def median_seconds(run, repeats):
-    run()  # traces and compiles
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def measure_cell(variant, args):

@@ -63,6 +63,27 @@ def summarise(runs, tasks, domains):
     return summary
 
 
+def markdown(results):
+    """Markdown tables of the summaries in a results file: test AUC and logloss, mean ± std over seeds."""
+    lines = []
+    for tasks, variants in results.items():
+        for task in tasks.split("+"):
+            domains = [d for d in next(iter(variants.values()))["summary"][task] if d != "all"]
+            lines += [f"\nTasks {tasks.replace('+', ' + ')}: task `{task}`, test AUC (logloss), mean ± std over seeds\n",
+                      "| model | " + " | ".join(["all"] + domains) + " | epochs | train s |",
+                      "|---|" + "---:|" * (len(domains) + 3)]
+            for variant, result in variants.items():
+                summary = result["summary"][task]
+                cells = [
+                    f"{summary[d]['auc']['mean']:.4f} ± {summary[d]['auc']['std']:.4f} ({summary[d]['logloss']['mean']:.4f})"
+                    for d in ["all"] + domains
+                ]
+                epochs = "/".join(str(r["epochs"]) for r in result["runs"])
+                seconds = np.mean([r["train_seconds"] for r in result["runs"]])
+                lines.append(f"| {variant} | " + " | ".join(cells) + f" | {epochs} | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
@@ -76,7 +97,11 @@ def main():
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--out", default="benchmarks/results/movielens_quality.json")
+    parser.add_argument("--markdown", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.load(open(args.out))))
+        return
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
 
     data = public.movielens(args.data, tasks=args.tasks, embedding_dim=16)

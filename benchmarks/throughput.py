@@ -17,7 +17,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from movielens_quality import VARIANTS  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 
 def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
@@ -45,18 +45,9 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     batches = batches.filter(lambda x, y: tf.shape(y["click"])[0] == batch_size).take(8).cache().repeat()
     inputs = batches.map(lambda x, y: x)
 
-    def median_seconds(run):
-        run()  # traces and compiles
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        return sorted(times)[len(times) // 2]
-
-    train_seconds = median_seconds(lambda: model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0))
+    train_seconds = median_seconds(lambda: model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0), repeats)
     # keras.Model.predict: the batches are already preprocessed.
-    predict_seconds = median_seconds(lambda: keras.Model.predict(model, inputs, steps=steps, verbose=0))
+    predict_seconds = median_seconds(lambda: keras.Model.predict(model, inputs, steps=steps, verbose=0), repeats)
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -78,6 +69,21 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     }
 
 
+def markdown(results):
+    """A markdown table of a results file."""
+    memory = "peak_gpu_mib" if "peak_gpu_mib" in results[0] else "peak_rss_mib"
+    lines = [
+        f"| model | jit_compile | train ex/s | predict ex/s | parameters | {memory} |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['jit_compile']} | {r['train_examples_per_second']:,} | "
+            f"{r['predict_examples_per_second']:,} | {r['parameters']:,} | {r[memory]:,} |"
+        )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
@@ -87,7 +93,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "JIT"), help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.load(open(args.out))))
+        return
 
     if args.one:
         variant, jit = args.one

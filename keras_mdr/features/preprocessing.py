@@ -41,6 +41,15 @@ def _lookup_layer(values, dtype, name):
     )
 
 
+def _index_layer(feature):
+    """Hashing or a vocabulary lookup, as the categorical `feature` declares."""
+    if not feature.is_adapted:
+        raise ValueError(f"Feature '{feature.name}' has no vocabulary; adapt it first")
+    if feature.num_hash_bins is not None:
+        return keras.layers.Hashing(feature.num_hash_bins, name="hashing")
+    return _lookup_layer(feature.vocabulary, feature.dtype, "lookup")
+
+
 @km_export("keras_mdr.features.CategoryIndex")
 class CategoryIndex(keras.layers.Layer):
     """Maps a raw categorical value to its embedding row.
@@ -52,12 +61,7 @@ class CategoryIndex(keras.layers.Layer):
     def __init__(self, feature, **kwargs):
         super().__init__(**kwargs)
         self.feature = specs_lib.feature_from_config(feature)
-        if not self.feature.is_adapted:
-            raise ValueError(f"Feature '{self.feature.name}' has no vocabulary; adapt it first")
-        if self.feature.num_hash_bins is not None:
-            self.index = keras.layers.Hashing(self.feature.num_hash_bins, name="hashing")
-        else:
-            self.index = _lookup_layer(self.feature.vocabulary, self.feature.dtype, "lookup")
+        self.index = _index_layer(self.feature)
 
     def call(self, inputs):
         return tf.cast(self.index(inputs), tf.int32)
@@ -80,12 +84,7 @@ class MultiCategoryIndex(keras.layers.Layer):
     def __init__(self, feature, **kwargs):
         super().__init__(**kwargs)
         self.feature = specs_lib.feature_from_config(feature)
-        if not self.feature.is_adapted:
-            raise ValueError(f"Feature '{self.feature.name}' has no vocabulary; adapt it first")
-        if self.feature.num_hash_bins is not None:
-            self.index = keras.layers.Hashing(self.feature.num_hash_bins, name="hashing")
-        else:
-            self.index = _lookup_layer(self.feature.vocabulary, specs_lib.STRING, "lookup")
+        self.index = _index_layer(self.feature)
 
     def call(self, inputs):
         tokens = tf.strings.split(inputs, sep=self.feature.separator)

@@ -104,38 +104,22 @@ class CESAA(MultiDomainModel):
         logits = DomainTaskTowers(
             list(tower_units), domain.num_domains, len(tasks), dropout=dropout, name="towers"
         )(h, inputs[DOMAIN_ID])
-        super().__init__(features, domain, tasks, inputs=inputs, logits=logits, **kwargs)
-        self.num_experts = num_experts
-        self.top_k = top_k
-        self.num_shared_experts = num_shared_experts
-        self.expert_units = list(expert_units)
-        self.domain_embedding_dim = domain_embedding_dim
-        self.noisy_gating = noisy_gating
-        self.capacity_factor = capacity_factor
-        self.dispatch = dispatch
-        self.expert_tile_size = expert_tile_size
-        self.mutual_information_weight = mutual_information_weight
-        self.load_balance_weight = load_balance_weight
-        self.tower_units = list(tower_units)
-        self.dropout = dropout
-        self.seed = seed
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_experts=self.num_experts,
-            top_k=self.top_k,
-            num_shared_experts=self.num_shared_experts,
-            expert_units=self.expert_units,
-            domain_embedding_dim=self.domain_embedding_dim,
-            noisy_gating=self.noisy_gating,
-            capacity_factor=self.capacity_factor,
-            dispatch=self.dispatch,
-            expert_tile_size=self.expert_tile_size,
-            mutual_information_weight=self.mutual_information_weight,
-            load_balance_weight=self.load_balance_weight,
-            tower_units=self.tower_units,
-            dropout=self.dropout,
-            seed=self.seed,
+        hyper_parameters = dict(
+            num_experts=num_experts,
+            top_k=top_k,
+            num_shared_experts=num_shared_experts,
+            expert_units=list(expert_units),
+            domain_embedding_dim=domain_embedding_dim,
+            noisy_gating=noisy_gating,
+            capacity_factor=capacity_factor,
+            dispatch=dispatch,
+            expert_tile_size=expert_tile_size,
+            mutual_information_weight=mutual_information_weight,
+            load_balance_weight=load_balance_weight,
+            tower_units=list(tower_units),
+            dropout=dropout,
+            seed=seed,
         )
-        return config
+        super().__init__(
+            features, domain, tasks, inputs=inputs, logits=logits, hyper_parameters=hyper_parameters, **kwargs
+        )

@@ -186,36 +186,21 @@ class HAMUR(MultiDomainModel):
             logits = keras.layers.Add(name="add_linear")([logits, linear])
         if backbone == "deepfm":
             logits = keras.layers.Add(name="add_fm")([logits, FactorizationMachine(name="fm")(fields)])
-        super().__init__(features, domain, tasks, inputs=inputs, logits=logits, **kwargs)
-        self.backbone = backbone
-        self.hidden_units = hidden_units
-        self.adapter_after = list(adapter_after)
-        self.rank = rank
-        self.bottleneck = bottleneck
-        self.hyper_units = list(hyper_units)
-        self.adapter_activation = adapter_activation
-        self.reference_init = reference_init
-        self.tower_units = list(tower_units)
-        self.activation = activation
-        self.dropout = dropout
-        self.cross = cross
-        self.cross_layers = cross_layers
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            backbone=self.backbone,
-            hidden_units=self.hidden_units,
-            adapter_after=self.adapter_after,
-            rank=self.rank,
-            bottleneck=self.bottleneck,
-            hyper_units=self.hyper_units,
-            adapter_activation=self.adapter_activation,
-            reference_init=self.reference_init,
-            tower_units=self.tower_units,
-            activation=self.activation,
-            dropout=self.dropout,
-            cross=self.cross,
-            cross_layers=self.cross_layers,
+        hyper_parameters = dict(
+            backbone=backbone,
+            hidden_units=hidden_units,
+            adapter_after=list(adapter_after),
+            rank=rank,
+            bottleneck=bottleneck,
+            hyper_units=list(hyper_units),
+            adapter_activation=adapter_activation,
+            reference_init=reference_init,
+            tower_units=list(tower_units),
+            activation=activation,
+            dropout=dropout,
+            cross=cross,
+            cross_layers=cross_layers,
         )
-        return config
+        super().__init__(
+            features, domain, tasks, inputs=inputs, logits=logits, hyper_parameters=hyper_parameters, **kwargs
+        )

@@ -138,23 +138,33 @@ class M3oE(MultiDomainModel):
         logits = DomainTaskTowers(tower_units, num_domains, num_tasks, dropout=dropout, name="towers")(
             fused, domain_ids
         )
-        super().__init__(
-            features, domain, tasks, inputs=inputs, logits=logits, loss_reduction=loss_reduction, **kwargs
+        hyper_parameters = dict(
+            num_shared_experts=num_shared_experts,
+            expert_units=expert_units,
+            bottom_units=bottom_units,
+            tower_units=tower_units,
+            dropout=dropout,
+            partitioned_norm=bool(partitioned_norm),
+            gate_stop_gradient=bool(gate_stop_gradient),
+            training_mode=training_mode,
+            structure_learning_rate=float(structure_learning_rate),
         )
-        self.num_shared_experts = num_shared_experts
-        self.expert_units = expert_units
-        self.bottom_units = bottom_units
-        self.tower_units = tower_units
-        self.dropout = dropout
-        self.partitioned_norm = bool(partitioned_norm)
-        self.gate_stop_gradient = bool(gate_stop_gradient)
+        super().__init__(
+            features,
+            domain,
+            tasks,
+            inputs=inputs,
+            logits=logits,
+            loss_reduction=loss_reduction,
+            hyper_parameters=hyper_parameters,
+            **kwargs,
+        )
         self.training_mode = training_mode
-        self.structure_learning_rate = float(structure_learning_rate)
         # Held untracked so its slots never count as model weights; built now so that `.keras`
         # files save and restore its state through the `structure_optimizer` property.
         structure_optimizer = None
         if training_mode == "bilevel":
-            structure_optimizer = keras.optimizers.Adam(self.structure_learning_rate, name="structure_optimizer")
+            structure_optimizer = keras.optimizers.Adam(float(structure_learning_rate), name="structure_optimizer")
             structure_optimizer.build(self.structure_variables)
         self._structure_optimizer = _Untracked(structure_optimizer)
 
@@ -209,18 +219,3 @@ class M3oE(MultiDomainModel):
         if self.training_mode == "joint":
             return super().train_step(data)
         return bilevel.bilevel_train_step(self, data, self.structure_variables, self.structure_optimizer)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_shared_experts=self.num_shared_experts,
-            expert_units=self.expert_units,
-            bottom_units=self.bottom_units,
-            tower_units=self.tower_units,
-            dropout=self.dropout,
-            partitioned_norm=self.partitioned_norm,
-            gate_stop_gradient=self.gate_stop_gradient,
-            training_mode=self.training_mode,
-            structure_learning_rate=self.structure_learning_rate,
-        )
-        return config

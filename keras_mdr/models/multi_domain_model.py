@@ -107,7 +107,8 @@ class MultiDomainModel(keras.Model):
 
     Subclasses build the numeric core from `core_inputs(features)` to logits
     `[B, T]` and call `super().__init__(features, domain, tasks,
-    inputs=inputs, logits=logits)`.
+    inputs=inputs, logits=logits, hyper_parameters={...})` with their own
+    constructor arguments, which `get_config` then records.
 
     Args:
         features: adapted feature specs.
@@ -121,6 +122,8 @@ class MultiDomainModel(keras.Model):
             absent from a batch are skipped, never divided by zero).
         batch_size: default batch size of `fit`, `evaluate` and `predict` on
             raw data.
+        hyper_parameters: the subclass's constructor arguments beyond the
+            specs, `{name: value}`; they are the rest of `get_config`.
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class MultiDomainModel(keras.Model):
         logits,
         loss_reduction="pooled",
         batch_size=1024,
+        hyper_parameters=None,
         **kwargs,
     ):
         features, domain, tasks = prepare_specs(features, domain, tasks)
@@ -149,10 +153,16 @@ class MultiDomainModel(keras.Model):
         self.tasks = tasks
         self.loss_reduction = loss_reduction
         self.batch_size = int(batch_size)
+        self._hyper_parameters = _Untracked(dict(hyper_parameters or {}))
         # Held outside Keras' layer tracking: the lookups are not XLA-compilable,
         # and a tracked sublayer would silently turn `jit_compile` off.
         self._preprocessor = _Untracked(Preprocessor(features, domain, name="preprocessor"))
         self.task_metrics = [TaskMetrics(t.name, domain.names) for t in tasks]
+
+    @property
+    def hyper_parameters(self):
+        """The model's hyper-parameters, `{name: value}` (a copy)."""
+        return dict(self._hyper_parameters.value)
 
     @property
     def preprocessor(self):
@@ -322,6 +332,7 @@ class MultiDomainModel(keras.Model):
             "tasks": [t.get_config() for t in self.tasks],
             "loss_reduction": self.loss_reduction,
             "batch_size": self.batch_size,
+            **self.hyper_parameters,
         }
 
     @classmethod

@@ -81,24 +81,15 @@ class PLE(MultiDomainModel):
         logits = DomainTaskTowers(
             list(tower_units), domain.num_domains, len(tasks), dropout=dropout, name="towers"
         )(h, domain_ids)
-        super().__init__(features, domain, tasks, inputs=inputs, logits=logits, **kwargs)
-        self.num_levels = num_levels
-        self.num_specific_experts = num_specific_experts
-        self.num_shared_experts = num_shared_experts
-        self.expert_units = list(expert_units)
-        self.tower_units = list(tower_units)
-        self.dropout = dropout
-        self.domain_gates = bool(domain_gates)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_levels=self.num_levels,
-            num_specific_experts=self.num_specific_experts,
-            num_shared_experts=self.num_shared_experts,
-            expert_units=self.expert_units,
-            tower_units=self.tower_units,
-            dropout=self.dropout,
-            domain_gates=self.domain_gates,
+        hyper_parameters = dict(
+            num_levels=num_levels,
+            num_specific_experts=num_specific_experts,
+            num_shared_experts=num_shared_experts,
+            expert_units=list(expert_units),
+            tower_units=list(tower_units),
+            dropout=dropout,
+            domain_gates=bool(domain_gates),
         )
-        return config
+        super().__init__(
+            features, domain, tasks, inputs=inputs, logits=logits, hyper_parameters=hyper_parameters, **kwargs
+        )

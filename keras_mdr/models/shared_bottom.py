@@ -52,18 +52,12 @@ class SharedBottom(MultiDomainModel):
         logits = DomainTaskTowers(
             list(tower_units), domain.num_domains, len(tasks), dropout=dropout, name="towers"
         )(h, inputs[DOMAIN_ID])
-        super().__init__(features, domain, tasks, inputs=inputs, logits=logits, **kwargs)
-        self.bottom_units = list(bottom_units)
-        self.tower_units = list(tower_units)
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            bottom_units=self.bottom_units,
-            tower_units=self.tower_units,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
+        hyper_parameters = dict(
+            bottom_units=list(bottom_units),
+            tower_units=list(tower_units),
+            dropout=dropout,
+            batch_norm=batch_norm,
         )
-        return config
+        super().__init__(
+            features, domain, tasks, inputs=inputs, logits=logits, hyper_parameters=hyper_parameters, **kwargs
+        )

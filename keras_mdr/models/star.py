@@ -88,20 +88,13 @@ class STAR(MultiDomainModel):
             a = MLPBlock(aux_units, name="aux_mlp")(a)
         aux_logits = keras.layers.Dense(len(tasks), name="aux_logits")(a)
         logits = keras.layers.Add(name="logits")([main_logits, aux_logits])
-        super().__init__(features, domain, tasks, inputs=inputs, logits=logits, **kwargs)
-        self.star_units = star_units
-        self.aux_units = aux_units
-        self.domain_embedding_dim = domain_embedding_dim
-        self.dropout = dropout
-        self.partitioned_norm = bool(partitioned_norm)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            star_units=self.star_units,
-            aux_units=self.aux_units,
-            domain_embedding_dim=self.domain_embedding_dim,
-            dropout=self.dropout,
-            partitioned_norm=self.partitioned_norm,
+        hyper_parameters = dict(
+            star_units=star_units,
+            aux_units=aux_units,
+            domain_embedding_dim=domain_embedding_dim,
+            dropout=dropout,
+            partitioned_norm=bool(partitioned_norm),
         )
-        return config
+        super().__init__(
+            features, domain, tasks, inputs=inputs, logits=logits, hyper_parameters=hyper_parameters, **kwargs
+        )
