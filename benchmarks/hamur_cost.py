@@ -162,11 +162,12 @@ def main(argv=None):
               f"model train {model_train:.0f}/s predict {model_predict:.0f}/s", flush=True)
 
     embedding = model.get_layer("embedding")
-    hidden = model.hidden_units
-    adapter_widths = [hidden[i] for i in sorted(i % len(hidden) for i in model.adapter_after)]
+    hp = model.hyper_parameters
+    hidden = hp["hidden_units"]
+    adapter_widths = [hidden[i] for i in sorted(i % len(hidden) for i in hp["adapter_after"])]
     cell = cell_flops(args.cell_width, args.bottleneck, args.rank)
-    whole = model_flops(embedding.output_dim, hidden, adapter_widths, model.hyper_units, model.tower_units,
-                        len(model.tasks), model.rank, model.bottleneck)
+    whole = model_flops(embedding.output_dim, hidden, adapter_widths, hp["hyper_units"], hp["tower_units"],
+                        len(model.tasks), hp["rank"], hp["bottleneck"])
     flops = {"reassociated": (cell[0], whole[0]), "materialised": (cell[1], whole[1])}
 
     command = "python benchmarks/hamur_cost.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -184,8 +185,8 @@ def main(argv=None):
         f"- **cell**: one `HyperAdapter` alone, m={args.cell_width}, h={args.bottleneck}, k={args.rank}, "
         "train = forward + backward + SGD step.",
         f"- **model**: `build_model(\"hamur\", backbone=\"mlp\")` with its defaults (input width "
-        f"{embedding.output_dim}, hidden {hidden}, adapter after layer {model.adapter_after} (m={adapter_widths}), "
-        f"h={model.bottleneck}, k={model.rank}, hyper-network {model.hyper_units}, towers {model.tower_units} "
+        f"{embedding.output_dim}, hidden {hidden}, adapter after layer {hp['adapter_after']} (m={adapter_widths}), "
+        f"h={hp['bottleneck']}, k={hp['rank']}, hyper-network {hp['hyper_units']}, towers {hp['tower_units']} "
         f"x {len(model.tasks)} tasks) on `keras_mdr.data.synthetic({args.rows})`, preprocessed batches cached.",
         "",
         "| variant | cell FLOPs/example | cell train ex/s | cell predict ex/s "

@@ -52,7 +52,7 @@ def _quickstart(args):
         "learning_rate": args.learning_rate,
         "early_stopping_patience": 2,
         "seed": args.seed,
-        "jit_compile": "auto",
+        "jit_compile": True,
     }
     model, metrics = run.train_and_evaluate(
         args.model, {}, data.features, data.domain, data.tasks, train, validation, test, training, args.output

@@ -33,7 +33,7 @@ TRAINING_DEFAULTS = {
     "learning_rate": 1e-3,
     "early_stopping_patience": 4,
     "seed": 2022,
-    "jit_compile": "auto",
+    "jit_compile": True,
 }
 DEFAULT_SPLIT = {"seed": 2022, "fractions": [0.8, 0.1, 0.1]}
 

@@ -127,14 +127,20 @@ def test_domain_normalization_uses_each_domains_own_batch_statistics():
         np.testing.assert_allclose(y[rows], expected, atol=1e-4)
 
 
-def test_domain_normalization_moving_statistics_skip_absent_domains():
+def test_domain_normalization_moving_statistics_start_at_the_first_batch_and_skip_absent_domains():
     layer = layers.DomainNormalization(3, momentum=0.5)
-    args = _domain_rows(32)
-    args["domain_ids"][:] = np.where(args["domain_ids"] == 2, 0, args["domain_ids"])
-    layer(**args, training=True)
+    first, second = _domain_rows(32), _domain_rows(32)
+    for args in (first, second):
+        args["domain_ids"][:] = np.where(args["domain_ids"] == 2, 0, args["domain_ids"])
+        layer(**args, training=True)
     mean = layer.moving_mean.numpy()
     np.testing.assert_allclose(mean[2], 0.0)
-    np.testing.assert_allclose(mean[0], 0.5 * args["inputs"][args["domain_ids"] == 0].mean(0), atol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy()[2], 1.0)
+
+    def domain_mean(args):
+        return args["inputs"][args["domain_ids"] == 0].mean(0)
+
+    np.testing.assert_allclose(mean[0], 0.5 * domain_mean(first) + 0.5 * domain_mean(second), atol=1e-5)
 
 
 def test_domain_normalization_shared_affine_is_star_partitioned_norm():

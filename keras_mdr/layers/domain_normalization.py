@@ -15,7 +15,7 @@ class DomainNormalization(keras.layers.Layer):
     computed for all domains at once from the one-hot matrix `M [B, D]`
     (`n = M^T 1`, `mu = M^T x / n`, `var = M^T (x - mu[d])^2 / n`); each
     domain's moving statistics are updated only when the domain is in the
-    batch. At inference the moving statistics are used, so a row's output does
+    batch, and are set to the batch statistics the first time it is. At inference the moving statistics are used, so a row's output does
     not depend on the rest of the batch (batch size 1 works).
 
     With `shared_affine=True` the affine parameters are STAR's partitioned
@@ -65,6 +65,7 @@ class DomainNormalization(keras.layers.Layer):
         self.moving_variance = self.add_weight(
             name="moving_variance", shape=shape, initializer="ones", trainable=False
         )
+        self.seen = self.add_weight(name="seen", shape=(self.num_domains, 1), initializer="zeros", trainable=False)
 
     def domain_statistics(self, inputs, domain_ids):
         """Per-domain batch mean and (biased) variance `[D, F]`, and counts `[D]`."""
@@ -81,13 +82,14 @@ class DomainNormalization(keras.layers.Layer):
         if training:
             mean, variance, counts = self.domain_statistics(inputs, domain_ids)
             present = ops.expand_dims(counts > 0, 1)
-            m = self.momentum
-            self.moving_mean.assign(
-                ops.where(present, m * self.moving_mean + (1 - m) * mean, self.moving_mean)
-            )
-            self.moving_variance.assign(
-                ops.where(present, m * self.moving_variance + (1 - m) * variance, self.moving_variance)
-            )
+            # A domain's first batch sets its moving statistics outright: an average that starts
+            # from (0, 1) needs hundreds of steps to forget them, and embeddings have a variance
+            # far below 1, so early inference would shrink every input.
+            first = ops.logical_and(present, self.seen == 0)
+            m = ops.where(first, 0.0, ops.where(present, self.momentum, 1.0))
+            self.moving_mean.assign(m * self.moving_mean + (1 - m) * mean)
+            self.moving_variance.assign(m * self.moving_variance + (1 - m) * variance)
+            self.seen.assign(ops.maximum(self.seen, ops.cast(present, self.seen.dtype)))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         gamma, beta = self.gamma, self.beta

@@ -18,7 +18,7 @@ def train(
     early_stopping_patience=None,
     monitor="val_auc",
     backup_dir=None,
-    jit_compile="auto",
+    jit_compile=True,
     seed=None,
     verbose="auto",
     callbacks=(),
@@ -38,7 +38,11 @@ def train(
             anything else named `*loss*` minimised).
         backup_dir: checkpoint every epoch there and resume from it, so an
             interrupted run loses at most the epoch in progress.
-        jit_compile: XLA for the train step (`"auto"`: on GPU only).
+        jit_compile: XLA for the train step. On by default: measured faster
+            on GPU and, for every model of the zoo, on CPU too
+            (`benchmarks/RESULTS.md`). One exception on CPU: Keras' random
+            ops (dropout, CESAA's gate noise) are slow under XLA there, so a
+            model with dropout may train faster on CPU with `False`.
         seed: shuffle seed.
         verbose: Keras verbosity (progress bars by default).
         callbacks: more Keras callbacks.
