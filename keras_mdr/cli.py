@@ -165,7 +165,7 @@ def build_parser():
         "AUC table, save the model, export it as a SavedModel and answer one gRPC request through "
         "the local server.",
     )
-    quickstart.add_argument("--model", default="shared_bottom", help="model name (see list-models)")
+    quickstart.add_argument("--model", default="hamur", help="model name (see list-models)")
     quickstart.add_argument("--rows", type=int, default=60_000, help="synthetic rows to generate")
     quickstart.add_argument("--epochs", type=int, default=5, help="maximum training epochs")
     quickstart.add_argument("--batch-size", type=int, default=1024, help="rows per batch")
