@@ -143,6 +143,24 @@ def test_domain_normalization_moving_statistics_start_at_the_first_batch_and_ski
     np.testing.assert_allclose(mean[0], 0.5 * domain_mean(first) + 0.5 * domain_mean(second), atol=1e-5)
 
 
+def test_domain_normalization_single_row_of_a_domain_does_not_zero_its_moving_variance():
+    layer = layers.DomainNormalization(2, momentum=0.5)
+    args = _domain_rows(16, domains=2)
+    args["domain_ids"][:] = 0
+    args["domain_ids"][3] = 1
+    layer(**args, training=True)
+    # One row averages into the (0, 1) start instead of setting variance 0 outright.
+    np.testing.assert_allclose(layer.moving_variance.numpy()[1], 0.5, atol=1e-6)
+    np.testing.assert_allclose(layer.moving_mean.numpy()[1], 0.5 * args["inputs"][3], atol=1e-6)
+    second = _domain_rows(16, domains=2)
+    second["domain_ids"][:] = np.arange(16) % 2
+    layer(**second, training=True)
+    # The first batch with two or more rows still sets the statistics outright.
+    rows = second["inputs"][second["domain_ids"] == 1]
+    np.testing.assert_allclose(layer.moving_mean.numpy()[1], rows.mean(0), atol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy()[1], rows.var(0), atol=1e-5)
+
+
 def test_domain_normalization_shared_affine_is_star_partitioned_norm():
     layer = layers.DomainNormalization(2, shared_affine=True)
     args = _domain_rows(16, domains=2)

@@ -15,8 +15,10 @@ class DomainNormalization(keras.layers.Layer):
     computed for all domains at once from the one-hot matrix `M [B, D]`
     (`n = M^T 1`, `mu = M^T x / n`, `var = M^T (x - mu[d])^2 / n`); each
     domain's moving statistics are updated only when the domain is in the
-    batch, and are set to the batch statistics the first time it is. At inference the moving statistics are used, so a row's output does
-    not depend on the rest of the batch (batch size 1 works).
+    batch, and are set to the batch statistics the first time it has two
+    or more rows there (one row has no variance). At inference the moving
+    statistics are used, so a row's output does not depend on the rest of
+    the batch (batch size 1 works).
 
     With `shared_affine=True` the affine parameters are STAR's partitioned
     normalisation: `(gamma * gamma_d) * xhat + (beta + beta_d)`.
@@ -82,14 +84,16 @@ class DomainNormalization(keras.layers.Layer):
         if training:
             mean, variance, counts = self.domain_statistics(inputs, domain_ids)
             present = ops.expand_dims(counts > 0, 1)
-            # A domain's first batch sets its moving statistics outright: an average that starts
-            # from (0, 1) needs hundreds of steps to forget them, and embeddings have a variance
-            # far below 1, so early inference would shrink every input.
-            first = ops.logical_and(present, self.seen == 0)
+            # A domain's first batch with two or more rows sets its moving statistics outright: an
+            # average that starts from (0, 1) needs hundreds of steps to forget them, and embeddings
+            # have a variance far below 1, so early inference would shrink every input. One row has
+            # variance 0, which would blow inference up by 1 / sqrt(eps): it only averages in.
+            measured = ops.expand_dims(counts > 1, 1)
+            first = ops.logical_and(measured, self.seen == 0)
             m = ops.where(first, 0.0, ops.where(present, self.momentum, 1.0))
             self.moving_mean.assign(m * self.moving_mean + (1 - m) * mean)
             self.moving_variance.assign(m * self.moving_variance + (1 - m) * variance)
-            self.seen.assign(ops.maximum(self.seen, ops.cast(present, self.seen.dtype)))
+            self.seen.assign(ops.maximum(self.seen, ops.cast(measured, self.seen.dtype)))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         gamma, beta = self.gamma, self.beta
