@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 from keras_mdr import layers
-from keras_mdr.layers import expert_dispatch, routing_losses
+from keras_mdr.layers.experts import expert_dispatch, routing_losses
 from keras_mdr.testing import run_layer_test
 
 RNG = np.random.default_rng(0)

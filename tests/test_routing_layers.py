@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_mdr import layers
-from keras_mdr.layers import grouped_dispatch
+from keras_mdr.layers.routing import grouped_dispatch
 from keras_mdr.testing import run_layer_test
 
 RNG = np.random.default_rng(0)

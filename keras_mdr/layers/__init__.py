@@ -1,22 +1,30 @@
-"""Building blocks: routing by domain, experts, gates, normalisation, embeddings, adapters."""
+"""Building blocks, grouped by concept; every public layer is importable from here.
 
-from keras_mdr.layers.conditional_experts import ConditionalExperts
-from keras_mdr.layers.customized_gate_control import CustomizedGateControl
-from keras_mdr.layers.domain_dense import DomainDense
-from keras_mdr.layers.domain_mlp import DomainMLP
-from keras_mdr.layers.domain_normalization import DomainNormalization
-from keras_mdr.layers.domain_task_towers import DomainTaskTowers
-from keras_mdr.layers.expert_bank import ExpertBank
-from keras_mdr.layers.expert_fusion import ExpertFusion
-from keras_mdr.layers.expert_gate import ExpertGate
-from keras_mdr.layers.expert_mixture import ExpertMixture
-from keras_mdr.layers.factorization_machine import FactorizationMachine
-from keras_mdr.layers.feature_embedding import FeatureEmbedding, embedding_fields
-from keras_mdr.layers.hyper_adapter import HyperAdapter
-from keras_mdr.layers.hyper_network import HyperNetwork
-from keras_mdr.layers.mlp_block import MLPBlock
-from keras_mdr.layers.noisy_top_k_gate import NoisyTopKGate
-from keras_mdr.layers.routing_losses import domain_expert_mutual_information, load_balancing_loss
-from keras_mdr.layers.star_dense import StarDense
-from keras_mdr.layers.stop_gradient import StopGradient
-from keras_mdr.layers.vector_cross import VectorCross
+- `routing/`: per-domain dense layers, MLPs, norms and towers over a grouped matmul.
+- `experts/`: expert banks, gates, mixtures, PLE gate control, sparse conditional experts.
+- `adapters/`: HAMUR's hyper adapters and parameter-efficient adapters for transfer.
+- `feature_interaction/`: factorization machine, cross layers.
+- `embedding/`: embedding lookups of the preprocessed features.
+- `core/`: small blocks the others share (MLP, stop-gradient, argument checks).
+"""
+
+from keras_mdr.layers.adapters.hyper_adapter import HyperAdapter
+from keras_mdr.layers.adapters.hyper_network import HyperNetwork
+from keras_mdr.layers.core.mlp_block import MLPBlock
+from keras_mdr.layers.core.stop_gradient import StopGradient
+from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.layers.experts.conditional_experts import ConditionalExperts
+from keras_mdr.layers.experts.customized_gate_control import CustomizedGateControl
+from keras_mdr.layers.experts.expert_bank import ExpertBank
+from keras_mdr.layers.experts.expert_fusion import ExpertFusion
+from keras_mdr.layers.experts.expert_gate import ExpertGate
+from keras_mdr.layers.experts.expert_mixture import ExpertMixture
+from keras_mdr.layers.experts.noisy_top_k_gate import NoisyTopKGate
+from keras_mdr.layers.experts.routing_losses import domain_expert_mutual_information, load_balancing_loss
+from keras_mdr.layers.feature_interaction.factorization_machine import FactorizationMachine
+from keras_mdr.layers.feature_interaction.vector_cross import VectorCross
+from keras_mdr.layers.routing.domain_dense import DomainDense
+from keras_mdr.layers.routing.domain_mlp import DomainMLP
+from keras_mdr.layers.routing.domain_normalization import DomainNormalization
+from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
+from keras_mdr.layers.routing.star_dense import StarDense

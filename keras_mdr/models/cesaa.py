@@ -2,8 +2,8 @@
 
 from keras_mdr.api_export import km_export
 from keras_mdr.features.preprocessing import DOMAIN_ID
-from keras_mdr.layers.conditional_experts import ConditionalExperts
-from keras_mdr.layers.domain_task_towers import DomainTaskTowers
+from keras_mdr.layers.experts.conditional_experts import ConditionalExperts
+from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
 from keras_mdr.models.multi_domain_model import (
     MultiDomainModel,
     core_inputs,

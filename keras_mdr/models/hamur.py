@@ -4,15 +4,15 @@ import keras
 
 from keras_mdr.api_export import km_export
 from keras_mdr.features.preprocessing import DOMAIN_ID
-from keras_mdr.layers.domain_dense import DomainDense
-from keras_mdr.layers.domain_mlp import DomainMLP
-from keras_mdr.layers.domain_task_towers import DomainTaskTowers
-from keras_mdr.layers.factorization_machine import FactorizationMachine
-from keras_mdr.layers.hyper_adapter import HyperAdapter
-from keras_mdr.layers.hyper_network import HyperNetwork
-from keras_mdr.layers.mlp_block import MLPBlock
-from keras_mdr.layers.validation import check_positive_int, check_rate, check_units
-from keras_mdr.layers.vector_cross import VectorCross
+from keras_mdr.layers.routing.domain_dense import DomainDense
+from keras_mdr.layers.routing.domain_mlp import DomainMLP
+from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
+from keras_mdr.layers.feature_interaction.factorization_machine import FactorizationMachine
+from keras_mdr.layers.adapters.hyper_adapter import HyperAdapter
+from keras_mdr.layers.adapters.hyper_network import HyperNetwork
+from keras_mdr.layers.core.mlp_block import MLPBlock
+from keras_mdr.layers.core.validation import check_positive_int, check_rate, check_units
+from keras_mdr.layers.feature_interaction.vector_cross import VectorCross
 from keras_mdr.models.multi_domain_model import (
     MultiDomainModel,
     core_inputs,

@@ -4,15 +4,15 @@ import keras
 
 from keras_mdr.api_export import km_export
 from keras_mdr.features.preprocessing import DOMAIN_ID
-from keras_mdr.layers.domain_mlp import DomainMLP
-from keras_mdr.layers.domain_normalization import DomainNormalization
-from keras_mdr.layers.domain_task_towers import DomainTaskTowers
-from keras_mdr.layers.expert_bank import ExpertBank
-from keras_mdr.layers.expert_fusion import ExpertFusion
-from keras_mdr.layers.expert_gate import ExpertGate
-from keras_mdr.layers.mlp_block import MLPBlock
-from keras_mdr.layers.stop_gradient import StopGradient
-from keras_mdr.layers.validation import check_positive_int, check_rate, check_units
+from keras_mdr.layers.routing.domain_mlp import DomainMLP
+from keras_mdr.layers.routing.domain_normalization import DomainNormalization
+from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
+from keras_mdr.layers.experts.expert_bank import ExpertBank
+from keras_mdr.layers.experts.expert_fusion import ExpertFusion
+from keras_mdr.layers.experts.expert_gate import ExpertGate
+from keras_mdr.layers.core.mlp_block import MLPBlock
+from keras_mdr.layers.core.stop_gradient import StopGradient
+from keras_mdr.layers.core.validation import check_positive_int, check_rate, check_units
 from keras_mdr.models.multi_domain_model import (
     MultiDomainModel,
     _Untracked,

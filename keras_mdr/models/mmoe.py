@@ -2,10 +2,10 @@
 
 from keras_mdr.api_export import km_export
 from keras_mdr.features.preprocessing import DOMAIN_ID
-from keras_mdr.layers.domain_task_towers import DomainTaskTowers
-from keras_mdr.layers.expert_bank import ExpertBank
-from keras_mdr.layers.expert_gate import ExpertGate
-from keras_mdr.layers.expert_mixture import ExpertMixture
+from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
+from keras_mdr.layers.experts.expert_bank import ExpertBank
+from keras_mdr.layers.experts.expert_gate import ExpertGate
+from keras_mdr.layers.experts.expert_mixture import ExpertMixture
 from keras_mdr.models.multi_domain_model import (
     MultiDomainModel,
     core_inputs,

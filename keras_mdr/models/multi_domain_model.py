@@ -24,7 +24,7 @@ from keras_mdr import specs as specs_lib
 from keras_mdr.api_export import km_export
 from keras_mdr.data import columns as columns_lib
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
-from keras_mdr.layers.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
 from keras_mdr.training.metrics import TaskMetrics, binary_logloss
 
 LOSS_REDUCTIONS = ("pooled", "domain_task_mean")

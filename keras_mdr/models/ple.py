@@ -2,9 +2,9 @@
 
 from keras_mdr.api_export import km_export
 from keras_mdr.features.preprocessing import DOMAIN_ID
-from keras_mdr.layers.customized_gate_control import CustomizedGateControl
-from keras_mdr.layers.domain_task_towers import DomainTaskTowers
-from keras_mdr.layers.validation import check_positive_int
+from keras_mdr.layers.experts.customized_gate_control import CustomizedGateControl
+from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
+from keras_mdr.layers.core.validation import check_positive_int
 from keras_mdr.models.multi_domain_model import (
     MultiDomainModel,
     core_inputs,

@@ -4,10 +4,10 @@ import keras
 
 from keras_mdr.api_export import km_export
 from keras_mdr.features.preprocessing import DOMAIN_ID
-from keras_mdr.layers.domain_normalization import DomainNormalization
-from keras_mdr.layers.mlp_block import MLPBlock
-from keras_mdr.layers.star_dense import StarDense
-from keras_mdr.layers.validation import check_positive_int, check_rate, check_units
+from keras_mdr.layers.routing.domain_normalization import DomainNormalization
+from keras_mdr.layers.core.mlp_block import MLPBlock
+from keras_mdr.layers.routing.star_dense import StarDense
+from keras_mdr.layers.core.validation import check_positive_int, check_rate, check_units
 from keras_mdr.models.multi_domain_model import (
     MultiDomainModel,
     core_inputs,

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from keras_mdr.layers.conditional_experts import ConditionalExperts
+from keras_mdr.layers.experts.conditional_experts import ConditionalExperts
 
 
 def _conditional_experts(model, layer_name):

@@ -3,7 +3,7 @@
 import keras
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers.validation import check_rate, check_units
+from keras_mdr.layers.core.validation import check_rate, check_units
 
 
 @km_export("keras_mdr.layers.MLPBlock")

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers.validation import check_positive_int
+from keras_mdr.layers.core.validation import check_positive_int
 
 
 def embedding_fields(features, embedding_dim=None):

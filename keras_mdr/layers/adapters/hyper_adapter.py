@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers.domain_normalization import DomainNormalization
-from keras_mdr.layers.validation import check_positive_int
+from keras_mdr.layers.routing.domain_normalization import DomainNormalization
+from keras_mdr.layers.core.validation import check_positive_int
 
 
 @km_export("keras_mdr.layers.HyperAdapter")

@@ -3,8 +3,8 @@
 import keras
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers import grouped_dispatch
-from keras_mdr.layers.validation import check_positive_int, check_rate, check_units
+from keras_mdr.layers.routing import grouped_dispatch
+from keras_mdr.layers.core.validation import check_positive_int, check_rate, check_units
 
 
 @km_export("keras_mdr.layers.DomainMLP")

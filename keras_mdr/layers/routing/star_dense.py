@@ -3,7 +3,7 @@
 import keras
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers.domain_dense import DomainDense
+from keras_mdr.layers.routing.domain_dense import DomainDense
 
 
 @km_export("keras_mdr.layers.StarDense")

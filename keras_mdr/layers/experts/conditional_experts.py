@@ -4,10 +4,10 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers import expert_dispatch, routing_losses
-from keras_mdr.layers.expert_bank import ExpertBank
-from keras_mdr.layers.noisy_top_k_gate import NoisyTopKGate
-from keras_mdr.layers.validation import check_positive_int, check_units
+from keras_mdr.layers.experts import expert_dispatch, routing_losses
+from keras_mdr.layers.experts.expert_bank import ExpertBank
+from keras_mdr.layers.experts.noisy_top_k_gate import NoisyTopKGate
+from keras_mdr.layers.core.validation import check_positive_int, check_units
 
 DISPATCH_MODES = ("capacity", "grouped")
 

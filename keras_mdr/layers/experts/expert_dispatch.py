@@ -27,7 +27,7 @@ import math
 
 from keras import ops
 
-from keras_mdr.layers import grouped_dispatch
+from keras_mdr.layers.routing import grouped_dispatch
 
 
 def _num_rows(inputs):

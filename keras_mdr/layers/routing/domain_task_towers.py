@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers.domain_mlp import DomainMLP
-from keras_mdr.layers.validation import check_positive_int, check_units
+from keras_mdr.layers.routing.domain_mlp import DomainMLP
+from keras_mdr.layers.core.validation import check_positive_int, check_units
 
 
 @km_export("keras_mdr.layers.DomainTaskTowers")

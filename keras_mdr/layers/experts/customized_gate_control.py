@@ -5,10 +5,10 @@ import numpy as np
 from keras import ops
 
 from keras_mdr.api_export import km_export
-from keras_mdr.layers.expert_bank import ExpertBank
-from keras_mdr.layers.expert_gate import ExpertGate
-from keras_mdr.layers.expert_mixture import ExpertMixture
-from keras_mdr.layers.validation import check_positive_int, check_rate, check_units
+from keras_mdr.layers.experts.expert_bank import ExpertBank
+from keras_mdr.layers.experts.expert_gate import ExpertGate
+from keras_mdr.layers.experts.expert_mixture import ExpertMixture
+from keras_mdr.layers.core.validation import check_positive_int, check_rate, check_units
 
 
 @km_export("keras_mdr.layers.CustomizedGateControl")

@@ -1,0 +1,1 @@
+"""Adapters: HAMUR's hyper adapters and parameter-efficient adapters for transfer."""

@@ -1,0 +1,1 @@
+"""Small building blocks shared by the other groups: MLP, stop-gradient, argument checks."""

@@ -1,0 +1,1 @@
+"""Embedding lookups of the preprocessed features."""

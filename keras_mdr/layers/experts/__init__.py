@@ -1,0 +1,1 @@
+"""Experts and their gates: banks, mixtures, PLE gate control, sparse conditional experts."""

@@ -1,0 +1,1 @@
+"""Explicit feature interactions: factorization machine, cross layers."""

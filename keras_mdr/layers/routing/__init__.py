@@ -1,0 +1,1 @@
+"""Routing by domain: grouped matmuls, per-domain dense layers, norms and towers."""
