@@ -3,13 +3,18 @@
 - `routing/`: per-domain dense layers, MLPs, norms and towers over a grouped matmul.
 - `experts/`: expert banks, gates, mixtures, PLE gate control, sparse conditional experts.
 - `adapters/`: HAMUR's hyper adapters and parameter-efficient adapters for transfer.
+- `sequence/`: the Transformer block (the adapters' host in sequential and text encoders).
 - `feature_interaction/`: factorization machine, cross layers.
 - `embedding/`: embedding lookups of the preprocessed features.
 - `core/`: small blocks the others share (MLP, stop-gradient, argument checks).
 """
 
+from keras_mdr.layers.adapters.bottleneck_adapter import BottleneckAdapter
 from keras_mdr.layers.adapters.hyper_adapter import HyperAdapter
 from keras_mdr.layers.adapters.hyper_network import HyperNetwork
+from keras_mdr.layers.adapters.lora_dense import LoRADense, low_rank_delta
+from keras_mdr.layers.adapters.parallel_adapter import ParallelAdapter
+from keras_mdr.layers.adapters.placement import add_houlsby_adapters, add_pfeiffer_adapters
 from keras_mdr.layers.core.mlp_block import MLPBlock
 from keras_mdr.layers.core.stop_gradient import StopGradient
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
@@ -28,3 +33,4 @@ from keras_mdr.layers.routing.domain_mlp import DomainMLP
 from keras_mdr.layers.routing.domain_normalization import DomainNormalization
 from keras_mdr.layers.routing.domain_task_towers import DomainTaskTowers
 from keras_mdr.layers.routing.star_dense import StarDense
+from keras_mdr.layers.sequence.transformer_block import TransformerBlock, attention_mask

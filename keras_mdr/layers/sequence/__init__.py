@@ -1,0 +1,1 @@
+"""Sequence layers: the Transformer block that sequential recommenders and text encoders stack."""
