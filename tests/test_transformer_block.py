@@ -62,24 +62,36 @@ def reference_block(block, x, padding_mask, parallel=None):
     return _layer_norm(h + ffn, host["ffn_norm"])
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_block_equals_post_ln_equation_computed_head_by_head(causal):
-    block = layers.TransformerBlock(HEADS, causal=causal)
-    args = _sequences(6)
-    args["padding_mask"][0] = False  # an all-padding row
-    block(**args)
-    _randomise(block)
-    expected = reference_block(block, args["inputs"], args["padding_mask"])
-    np.testing.assert_allclose(np.asarray(block(**args)), expected, atol=1e-5, rtol=1e-5)
+def test_block_equals_post_ln_equation_computed_head_by_head():
+    for causal in (False, True):
+        block = layers.TransformerBlock(HEADS, causal=causal)
+        args = _sequences(6)
+        args["padding_mask"][0] = False  # an all-padding row
+        block(**args)
+        _randomise(block)
+        expected = reference_block(block, args["inputs"], args["padding_mask"])
+        np.testing.assert_allclose(np.asarray(block(**args)), expected, atol=1e-5, rtol=1e-5, err_msg=f"{causal=}")
 
 
-def test_block_passes_layer_test():
+def test_block_with_every_adapter_site_and_lora_passes_layer_test():
+    rule = layers.PHMRule(2)
     run_layer_test(
         layers.TransformerBlock,
-        dict(num_heads=HEADS, intermediate_dim=12, causal=True, dropout=0.1),
+        dict(
+            num_heads=HEADS,
+            intermediate_dim=12,
+            causal=True,
+            attention_adapter=layers.CompacterAdapter(4, phm_dim=2, rule=rule),
+            ffn_adapter=layers.CompacterAdapter(4, phm_dim=2, rule=rule),
+            parallel_attention_adapter=layers.ParallelAdapter(3),
+            parallel_ffn_adapter=layers.BottleneckAdapter(3),
+            lora_rank=2,
+        ),
         _sequences,
         expected_output_shape=(8, LENGTH, WIDTH),
-        expected_num_trainable_weights=16,
+        # host 16 less query and value (frozen under LoRA), LoRA 2 x 2, one shared rule, Compacter 2 x 6,
+        # bottlenecks 2 x 4
+        expected_num_trainable_weights=12 + 4 + 1 + 12 + 8,
     )
 
 
@@ -173,19 +185,16 @@ def test_frozen_block_keeps_its_trainable_set_through_keras_round_trip():
     np.testing.assert_allclose(loaded.predict(args["inputs"], verbose=0), model.predict(args["inputs"], verbose=0))
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(num_heads=0), "num_heads"),
-        (dict(num_heads=2, dropout=1.0), "dropout"),
-        (dict(num_heads=2, lora_rank=2, lora_targets=("query", "gate")), "lora_targets"),
-        (dict(num_heads=2, ffn_adapter="bottleneck"), "ffn_adapter"),
+def test_invalid_arguments_name_the_argument_and_value():
+    for kwargs, message in [
+        (dict(num_heads=0), "num_heads must be an integer >= 1, got 0"),
+        (dict(num_heads=2, dropout=1.0), "dropout must be in"),
+        (dict(num_heads=2, lora_rank=2, lora_targets=("query", "gate")), "lora_targets must be among"),
+        (dict(num_heads=2, ffn_adapter="bottleneck"), "ffn_adapter must be a keras Layer"),
         (dict(num_heads=3), "divisible by num_heads=3"),
-    ],
-)
-def test_invalid_arguments_name_the_argument_and_value(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        layers.TransformerBlock(**kwargs)(np.ones((1, 2, WIDTH), "float32"))
+    ]:
+        with pytest.raises(ValueError, match=message):
+            layers.TransformerBlock(**kwargs)(np.ones((1, 2, WIDTH), "float32"))
 
 
 def test_with_adapters_on_an_unbuilt_block_is_a_clear_error():

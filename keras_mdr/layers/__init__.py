@@ -10,11 +10,15 @@
 """
 
 from keras_mdr.layers.adapters.bottleneck_adapter import BottleneckAdapter
+from keras_mdr.layers.adapters.compacter_adapter import CompacterAdapter
 from keras_mdr.layers.adapters.hyper_adapter import HyperAdapter
 from keras_mdr.layers.adapters.hyper_network import HyperNetwork
+from keras_mdr.layers.adapters.k_adapter import KAdapter
 from keras_mdr.layers.adapters.lora_dense import LoRADense, low_rank_delta
 from keras_mdr.layers.adapters.parallel_adapter import ParallelAdapter
+from keras_mdr.layers.adapters.phm_dense import PHMDense, PHMRule, phm_kernel
 from keras_mdr.layers.adapters.placement import add_houlsby_adapters, add_pfeiffer_adapters
+from keras_mdr.layers.adapters.soft_prompt import SoftPrompt
 from keras_mdr.layers.core.mlp_block import MLPBlock
 from keras_mdr.layers.core.stop_gradient import StopGradient
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields

@@ -329,9 +329,7 @@ class TransformerBlock(keras.layers.Layer):
     def _rebuilt(self, overrides):
         if not self.built:
             raise ValueError(f"{self.name}: call the block (or train it) before adding adapters or merging LoRA")
-        config = self.get_config()
-        config.update({site: getattr(self, site) for site in ADAPTER_SITES})
-        config.update(overrides)
+        config = dict(self.get_config(), **overrides)
         block = type(self)(**config)
         block.build_from_config(self.get_build_config())
         sources = self.host_layers()
@@ -365,15 +363,15 @@ class TransformerBlock(keras.layers.Layer):
             freeze_host=self.freeze_host,
             trainable_norms=self.trainable_norms,
         )
-        for site in ADAPTER_SITES:
-            adapter = getattr(self, site)
-            config[site] = None if adapter is None else keras.saving.serialize_keras_object(adapter)
+        # The adapter objects themselves, not their serialised dicts: Keras then serialises a layer that two
+        # adapters share (a Compacter rule) once and `.keras` loading rebuilds one shared object.
+        config.update({site: getattr(self, site) for site in ADAPTER_SITES})
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         for site in ADAPTER_SITES:
-            if config.get(site) is not None:
+            if isinstance(config.get(site), dict):
                 config[site] = keras.saving.deserialize_keras_object(config[site])
         return cls(**config)
