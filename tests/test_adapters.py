@@ -199,6 +199,13 @@ def test_routed_low_rank_delta_equals_a_loop_over_groups():
         (lambda: layers.LoRADense(keras.layers.Dense(2), rank=2, alpha=0), "alpha"),
         (lambda: layers.LoRADense(keras.layers.EinsumDense("ab,bc->ac", 2), rank=2), "keras.layers.Dense"),
         (lambda: layers.LoRADense(keras.layers.Dense(2, lora_rank=2), rank=2), "own LoRA"),
+        (lambda: layers.CompacterAdapter(3, phm_dim=2), "bottleneck must be divisible by phm_dim=2, got 3"),
+        (lambda: layers.CompacterAdapter(4, phm_dim=2, rule=layers.PHMRule(4)), "rule must be a PHMRule"),
+        (lambda: layers.PHMDense(4, phm_dim=3), "units must be divisible by phm_dim=3, got 4"),
+        (lambda: layers.PHMDense(4, phm_dim=4)(np.ones((1, 6), "float32")), "divisible by phm_dim=4"),
+        (lambda: layers.KAdapter(3, num_heads=2), "bottleneck must be divisible by num_heads=2, got 3"),
+        (lambda: layers.KAdapter(4, num_heads=2, num_layers=2)(np.ones((1, 2, 4), "float32")), "num_layers=2"),
+        (lambda: layers.SoftPrompt(0), "num_prompts must be an integer >= 1, got 0"),
     ],
 )
 def test_invalid_arguments_name_the_argument_and_value(make, message):

@@ -1,10 +1,8 @@
 """Compacter: a bottleneck adapter whose projections are PHM layers with rules shared across layers."""
 
-import keras
-
 from keras_mdr.api_export import km_export
 from keras_mdr.layers.adapters.bottleneck_adapter import BottleneckAdapter
-from keras_mdr.layers.adapters.phm_dense import PHMDense, PHMRule
+from keras_mdr.layers.adapters.phm_dense import PHMDense, resolve_rule
 from keras_mdr.layers.core.validation import check_positive_int
 
 
@@ -49,17 +47,25 @@ class CompacterAdapter(BottleneckAdapter):
     Adapter Layers", NeurIPS 2021; Fu, Yuan et al., WSDM 2024.
     """
 
-    def __init__(self, bottleneck, phm_dim=4, phm_rank=1, rule=None, activation="relu", dropout=0.0,
-                 kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(bottleneck, activation=activation, dropout=dropout, kernel_initializer=kernel_initializer,
-                         **kwargs)
+    def __init__(
+        self,
+        bottleneck,
+        phm_dim=4,
+        phm_rank=1,
+        rule=None,
+        activation="relu",
+        dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(
+            bottleneck, activation=activation, dropout=dropout, kernel_initializer=kernel_initializer, **kwargs
+        )
         self.phm_dim = check_positive_int("phm_dim", phm_dim)
         self.phm_rank = check_positive_int("phm_rank", phm_rank)
         if self.bottleneck % self.phm_dim:
             raise ValueError(f"bottleneck must be divisible by phm_dim={self.phm_dim}, got {bottleneck!r}")
-        self.rule = rule if rule is not None else PHMRule(self.phm_dim, name="rule")
-        if not isinstance(self.rule, PHMRule) or self.rule.phm_dim != self.phm_dim:
-            raise ValueError(f"rule must be a PHMRule with phm_dim={self.phm_dim}, got {rule!r}")
+        self.rule = resolve_rule(rule, self.phm_dim)
 
     def projection(self, units, name, zero):
         return PHMDense(
@@ -74,14 +80,5 @@ class CompacterAdapter(BottleneckAdapter):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            phm_dim=self.phm_dim, phm_rank=self.phm_rank, rule=self.rule
-        )
+        config.update(phm_dim=self.phm_dim, phm_rank=self.phm_rank, rule=self.rule)
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["rule"], dict):
-            config["rule"] = keras.saving.deserialize_keras_object(config["rule"])
-        return cls(**config)

@@ -44,7 +44,7 @@ class PHMRule(keras.layers.Layer):
 
     Example:
     >>> rule = PHMRule(phm_dim=2)
-    >>> first, second = CompacterAdapter(4, rule=rule), CompacterAdapter(4, rule=rule)
+    >>> first, second = CompacterAdapter(4, phm_dim=2, rule=rule), CompacterAdapter(8, phm_dim=2, rule=rule)
 
     Reference: Zhang et al., "Beyond Fully-Connected Layers with Quaternions:
     Parameterization of Hypercomplex Multiplications with 1/n Parameters",
@@ -65,6 +65,18 @@ class PHMRule(keras.layers.Layer):
         config = super().get_config()
         config.update(phm_dim=self.phm_dim, initializer=keras.initializers.serialize(self.initializer))
         return config
+
+
+def resolve_rule(rule, phm_dim):
+    """The `PHMRule` a PHM layer uses: `rule` (a layer, or its config from a saved model), or a new one."""
+    if isinstance(rule, dict):
+        rule = keras.saving.deserialize_keras_object(rule)
+    if rule is None:
+        return PHMRule(phm_dim, name="rule")
+    if not isinstance(rule, PHMRule) or rule.phm_dim != phm_dim:
+        received = f"a PHMRule with phm_dim={rule.phm_dim}" if isinstance(rule, PHMRule) else repr(rule)
+        raise ValueError(f"rule must be a PHMRule with phm_dim={phm_dim}, got {received}")
+    return rule
 
 
 @km_export("keras_mdr.layers.PHMDense")
@@ -116,9 +128,7 @@ class PHMDense(keras.layers.Layer):
         self.phm_rank = check_positive_int("phm_rank", phm_rank)
         if self.units % self.phm_dim:
             raise ValueError(f"units must be divisible by phm_dim={self.phm_dim}, got {units!r}")
-        self.rule = rule if rule is not None else PHMRule(self.phm_dim, name="rule")
-        if not isinstance(self.rule, PHMRule) or self.rule.phm_dim != self.phm_dim:
-            raise ValueError(f"rule must be a PHMRule with phm_dim={self.phm_dim}, got {rule!r}")
+        self.rule = resolve_rule(rule, self.phm_dim)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.right_initializer = keras.initializers.get(right_initializer or kernel_initializer)
@@ -158,10 +168,3 @@ class PHMDense(keras.layers.Layer):
             right_initializer=keras.initializers.serialize(self.right_initializer),
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["rule"], dict):
-            config["rule"] = keras.saving.deserialize_keras_object(config["rule"])
-        return cls(**config)

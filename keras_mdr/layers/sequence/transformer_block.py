@@ -297,6 +297,11 @@ class TransformerBlock(keras.layers.Layer):
         untouched. Every new adapter starts as the identity, so the new block
         computes what this one does until the adapters train.
 
+        The new block is trainable even if this one was frozen (`freeze_host`
+        says what stays fixed). Setting `trainable` on it (or on a model that
+        holds it) afterwards reaches every sublayer, as Keras does, and would
+        unfreeze the host.
+
         To swap it into a functional model:
         `keras.models.clone_model(model, clone_function=lambda layer:
         layer.with_adapters(...) if isinstance(layer, TransformerBlock) else
@@ -316,7 +321,7 @@ class TransformerBlock(keras.layers.Layer):
             lora_targets=lora_targets,
         )
         overrides = {key: value for key, value in given.items() if value is not _KEEP}
-        return self._rebuilt(dict(overrides, freeze_host=freeze_host, trainable_norms=trainable_norms))
+        return self._rebuilt(dict(overrides, freeze_host=freeze_host, trainable_norms=trainable_norms, trainable=True))
 
     def merge_lora(self):
         """This block with each LoRA update folded into its kernel (`W0 + (alpha / r) A B`), for export.
