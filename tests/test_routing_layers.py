@@ -107,6 +107,32 @@ def test_domain_task_towers_route_each_task_to_its_domain_tower():
             np.testing.assert_allclose(logits[b, t], (hidden @ k1[g] + b1[g])[0], atol=1e-5)
 
 
+def test_gated_domain_task_towers_scale_each_layers_input_by_its_rows_task_gate():
+    towers = layers.DomainTaskTowers([4], num_domains=3, num_tasks=2, tile_size=4)
+    x = RNG.normal(size=(11, 6)).astype("float32")
+    d = RNG.integers(0, 3, 11).astype("int32")
+    gates = [RNG.uniform(0, 2, size=(11, 2, w)).astype("float32") for w in (6, 4)]
+    logits = np.asarray(towers(x, d, gates=gates))
+    k0, b0, k1, b1 = [w.numpy() for w in towers.weights]
+    for b in range(11):
+        for t in range(2):
+            g = d[b] * 2 + t
+            hidden = np.maximum((gates[0][b, t] * x[b]) @ k0[g] + b0[g], 0)
+            expected = (gates[1][b, t] * hidden) @ k1[g] + b1[g]
+            np.testing.assert_allclose(logits[b, t], expected[0], atol=1e-5)
+
+
+def test_task_towers_without_domain_ids_are_shared_by_the_domains():
+    towers = layers.DomainTaskTowers([], num_domains=1, num_tasks=3)
+    x = RNG.normal(size=(9, 3, 5)).astype("float32")
+    logits = np.asarray(towers(x))
+    kernel, bias = [w.numpy() for w in towers.weights]
+    expected = np.einsum("bti,tij->btj", x, kernel)[..., 0] + bias[:, 0]
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="domain_ids are needed with num_domains=3"):
+        layers.DomainTaskTowers([], num_domains=3, num_tasks=2)(x[:, :2])
+
+
 def test_domain_task_towers_pass_layer_test_case():
     run_layer_test(
         layers.DomainTaskTowers,

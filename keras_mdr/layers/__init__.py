@@ -6,6 +6,7 @@
 - `sequence/`: the Transformer block (the adapters' host in sequential and text encoders).
 - `feature_interaction/`: factorization machine, cross layers.
 - `embedding/`: embedding lookups of the preprocessed features.
+- `personalization/`: PEPNet's Gate NU and its embedding and parameter gates.
 - `core/`: small blocks the others share (MLP, stop-gradient, argument checks).
 """
 
@@ -21,7 +22,7 @@ from keras_mdr.layers.adapters.placement import add_houlsby_adapters, add_pfeiff
 from keras_mdr.layers.adapters.soft_prompt import SoftPrompt
 from keras_mdr.layers.core.mlp_block import MLPBlock
 from keras_mdr.layers.core.stop_gradient import StopGradient
-from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, concat_columns, embedding_fields
 from keras_mdr.layers.experts.conditional_experts import ConditionalExperts
 from keras_mdr.layers.experts.customized_gate_control import CustomizedGateControl
 from keras_mdr.layers.experts.expert_bank import ExpertBank
@@ -32,6 +33,9 @@ from keras_mdr.layers.experts.noisy_top_k_gate import NoisyTopKGate
 from keras_mdr.layers.experts.routing_losses import domain_expert_mutual_information, load_balancing_loss
 from keras_mdr.layers.feature_interaction.factorization_machine import FactorizationMachine
 from keras_mdr.layers.feature_interaction.vector_cross import VectorCross
+from keras_mdr.layers.personalization.embedding_personalization import EmbeddingPersonalization
+from keras_mdr.layers.personalization.gate_nu import GateNU
+from keras_mdr.layers.personalization.parameter_personalization import ParameterPersonalizationGates
 from keras_mdr.layers.routing.domain_dense import DomainDense
 from keras_mdr.layers.routing.domain_mlp import DomainMLP
 from keras_mdr.layers.routing.domain_normalization import DomainNormalization

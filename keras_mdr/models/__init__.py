@@ -9,3 +9,5 @@ from keras_mdr.models.star import STAR
 from keras_mdr.models.hamur import HAMUR
 from keras_mdr.models.cesaa import CESAA
 from keras_mdr.models.m3oe import M3oE
+from keras_mdr.models.epnet import EPNet
+from keras_mdr.models.ppnet import PPNet

@@ -151,3 +151,28 @@ class FeatureEmbedding(keras.layers.Layer):
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
         return config
+
+
+def concat_columns(features, names, embedding_dim=None):
+    """The columns of the named features in a `"concat"` `FeatureEmbedding`'s output, in `names`' order.
+
+    Args:
+        features: adapted feature specs (the ones the embedding was built from).
+        names: feature names.
+        embedding_dim: as for `embedding_fields`.
+
+    Returns:
+        A list of column indices.
+    """
+    sparse, dense = embedding_fields(features, embedding_dim)
+    spans, start = {}, 0
+    for field in sparse:
+        spans[field["name"]] = range(start, start + field["dim"])
+        start += field["dim"]
+    for name in dense:
+        spans[name] = range(start, start + 1)
+        start += 1
+    unknown = [n for n in names if n not in spans]
+    if unknown:
+        raise ValueError(f"unknown features {unknown}; the features are {sorted(spans)}")
+    return [column for name in names for column in spans[name]]

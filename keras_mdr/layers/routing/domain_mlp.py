@@ -28,6 +28,10 @@ class DomainMLP(keras.layers.Layer):
         inputs: `[N, in]` float.
         group_ids: `[N]` int in `[0, num_groups)`.
         training: enables dropout.
+        gates: optional multiplicative gates on each layer's input: a list
+            with one `[N, width_l]` tensor per layer, `width_l` being layer
+            `l`'s input width (PPNet's parameter personalisation,
+            `h_l <- gate_l * h_l`).
 
     Returns:
         `[N, units[-1]]`.
@@ -70,11 +74,15 @@ class DomainMLP(keras.layers.Layer):
             )
             width = units
 
-    def call(self, inputs, group_ids, training=None):
+    def call(self, inputs, group_ids, training=None, gates=None):
+        if gates is not None and len(gates) != len(self.units):
+            raise ValueError(f"gates must hold one entry per layer ({len(self.units)}), got {len(gates)}")
         plan = grouped_dispatch.plan_groups(group_ids, self.num_groups, self.tile_size)
         tiles = grouped_dispatch.to_tiles(inputs, plan)
         last = len(self.units) - 1
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            if gates is not None:
+                tiles = tiles * grouped_dispatch.to_tiles(gates[i], plan)
             tiles = grouped_dispatch.grouped_matmul(tiles, kernel, plan, bias)
             if i < last:
                 tiles = self.activation(tiles)
@@ -82,7 +90,7 @@ class DomainMLP(keras.layers.Layer):
                     tiles = self.dropout_layer(tiles, training=training)
         return self.output_activation(grouped_dispatch.from_tiles(tiles, plan))
 
-    def compute_output_shape(self, inputs_shape, group_ids_shape=None):
+    def compute_output_shape(self, inputs_shape, group_ids_shape=None, gates_shape=None):
         return tuple(inputs_shape[:-1]) + (self.units[-1],)
 
     def get_config(self):

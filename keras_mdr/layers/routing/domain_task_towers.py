@@ -14,7 +14,8 @@ class DomainTaskTowers(keras.layers.Layer):
 
     `logit[b, t] = Tower_{d_b, t}(inputs[b, t])`. The `B x T` (row, task)
     pairs go through one `DomainMLP` with `D * T` groups, so each pair pays
-    for one tower, never for all D.
+    for one tower, never for all D. With `num_domains=1` and no
+    `domain_ids`, the towers are per task and shared by every domain.
 
     Args:
         units: hidden widths of each tower; a final 1-unit linear layer is
@@ -26,7 +27,10 @@ class DomainTaskTowers(keras.layers.Layer):
     Call arguments:
         inputs: `[B, T, F]` (a task-specific input per task) or `[B, F]`
             (the same input for every task).
-        domain_ids: `[B]` int.
+        domain_ids: `[B]` int; may be omitted when `num_domains` is 1.
+        gates: optional gates on each tower layer's input (PPNet): a list
+            with one `[B, T, width_l]` tensor per layer (`len(units) + 1`
+            of them, the logit layer's input included); see `DomainMLP`.
 
     Returns:
         logits `[B, T]`.
@@ -61,19 +65,26 @@ class DomainTaskTowers(keras.layers.Layer):
     def build(self, inputs_shape, domain_ids_shape=None):
         self.towers.build((None, inputs_shape[-1]))
 
-    def call(self, inputs, domain_ids, training=None):
+    def call(self, inputs, domain_ids=None, training=None, gates=None):
         if len(inputs.shape) == 2:
             inputs = ops.repeat(ops.expand_dims(inputs, 1), self.num_tasks, axis=1)
         width = inputs.shape[-1]
-        domain_ids = ops.cast(domain_ids, "int32")
-        # Row b * T + t is (row b, task t); its tower is group d_b * T + t.
-        groups = ops.expand_dims(domain_ids, 1) * self.num_tasks + ops.arange(self.num_tasks, dtype="int32")
+        tasks = ops.arange(self.num_tasks, dtype="int32")
+        if domain_ids is None:
+            if self.num_domains != 1:
+                raise ValueError(f"{self.name}: domain_ids are needed with num_domains={self.num_domains}")
+            groups = ops.zeros_like(inputs[:, :, 0], dtype="int32") + tasks
+        else:
+            # Row b * T + t is (row b, task t); its tower is group d_b * T + t.
+            groups = ops.expand_dims(ops.cast(domain_ids, "int32"), 1) * self.num_tasks + tasks
+        if gates is not None:
+            gates = [ops.reshape(gate, (-1, gate.shape[-1])) for gate in gates]
         logits = self.towers(
-            ops.reshape(inputs, (-1, width)), ops.reshape(groups, (-1,)), training=training
+            ops.reshape(inputs, (-1, width)), ops.reshape(groups, (-1,)), training=training, gates=gates
         )
         return ops.reshape(logits, (-1, self.num_tasks))
 
-    def compute_output_shape(self, inputs_shape, domain_ids_shape=None):
+    def compute_output_shape(self, inputs_shape, domain_ids_shape=None, gates_shape=None):
         return (inputs_shape[0], self.num_tasks)
 
     def get_config(self):
