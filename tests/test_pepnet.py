@@ -23,11 +23,11 @@ def _gate_nu(gate, x):
 
 
 def test_epnet_passes_model_test_case():
-    run_model_test("epnet", {"tower_units": [8, 4], "domain_embedding_dim": 3})
+    run_model_test("epnet", {"tower_units": [8, 4], "domain_embedding_dim": 3}, data=tiny_synthetic(600))
 
 
 def test_ppnet_passes_model_test_case():
-    run_model_test("ppnet", {"tower_units": [8], "prior_features": ["user_id", "item_id"]})
+    run_model_test("ppnet", {"tower_units": [8], "prior_features": ["user_id", "item_id"]}, data=tiny_synthetic(600))
 
 
 def test_gate_nu_is_gamma_times_a_two_layer_sigmoid_gate():

@@ -11,3 +11,7 @@ from keras_mdr.models.cesaa import CESAA
 from keras_mdr.models.m3oe import M3oE
 from keras_mdr.models.epnet import EPNet
 from keras_mdr.models.ppnet import PPNet
+from keras_mdr.models.adaptdhm import AdaptDHM
+from keras_mdr.models.adasparse import AdaSparse
+from keras_mdr.models.m2m import M2M
+from keras_mdr.models.sarnet import SARNet

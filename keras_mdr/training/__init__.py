@@ -1,6 +1,7 @@
 """Losses, metrics and training loops for keras_mdr models."""
 
 from keras_mdr.training.callbacks import ResumableEarlyStopping
+from keras_mdr.training.cluster_assignment import cluster_assignment
 from keras_mdr.training.expert_utilization import (
     ExpertUtilizationReport,
     expert_utilization,

@@ -10,23 +10,9 @@ spread over all experts shows cells near K / N.
 
 import keras
 import numpy as np
-import pandas as pd
 
 from keras_mdr.layers.experts.conditional_experts import ConditionalExperts
-
-
-def _conditional_experts(model, layer_name):
-    found = [
-        layer
-        for layer in model.layers
-        if isinstance(layer, ConditionalExperts) and layer_name in (None, layer.name)
-    ]
-    if len(found) != 1:
-        names = [layer.name for layer in model.layers if isinstance(layer, ConditionalExperts)]
-        raise ValueError(
-            f"Expected one ConditionalExperts layer named {layer_name!r} (None: any); the model has {names}"
-        )
-    return found[0]
+from keras_mdr.training import domain_tables
 
 
 def expert_utilization(model, data, batch_size=None, layer_name=None):
@@ -43,28 +29,16 @@ def expert_utilization(model, data, batch_size=None, layer_name=None):
         expert_{N-1}` (shares; each row sums to K, NaN for a domain absent
         from `data`) and `rows` (the domain's row count).
     """
-    layer = _conditional_experts(model, layer_name)
-    # The tensors the layer was called on; a probe model computes them from the core's inputs.
-    inputs, domain_ids = layer.input
-    probe = keras.Model(model.input, [inputs, domain_ids])
+    layer = domain_tables.find_layer(model, ConditionalExperts, layer_name)
     num_domains, num_experts = model.domain.num_domains, layer.num_experts
-    counts = np.zeros((num_domains, num_experts))
-    rows = np.zeros(num_domains)
-    for batch in model.make_dataset(data, batch_size, labels=False):
-        x, domains = probe(batch, training=False)
+    counts, rows = np.zeros((num_domains, num_experts)), np.zeros(num_domains)
+    # The tensors the layer was called on, computed from the core's inputs.
+    for x, domains in domain_tables.probe_batches(model, data, list(layer.input), batch_size):
         expert_ids, _ = layer.route(x, domains)
-        domains = np.asarray(domains)
-        np.add.at(counts, (np.repeat(domains, layer.top_k), np.asarray(expert_ids).reshape(-1)), 1.0)
-        rows += np.bincount(domains, minlength=num_domains)
+        batch_counts, batch_rows = domain_tables.domain_shares(model, domains, expert_ids, num_experts)
+        counts, rows = counts + batch_counts, rows + batch_rows
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = counts / rows[:, None]
-    table = pd.DataFrame(
-        shares,
-        index=pd.Index(model.domain.names, name="domain"),
-        columns=[f"expert_{j}" for j in range(num_experts)],
-    )
-    table["rows"] = rows.astype(np.int64)
-    return table
+        return domain_tables.domain_table(model, counts / rows[:, None], rows, "expert_")
 
 
 def plot_expert_utilization(table, path, title="Expert utilisation per domain"):

@@ -31,3 +31,11 @@ def check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
+
+
+def check_non_negative_int(name, value, zero_means=None):
+    """An integer >= 0; `zero_means` says what 0 does, for the message."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        meaning = f" (0: {zero_means})" if zero_means else ""
+        raise ValueError(f"{name} must be an integer >= 0{meaning}, got {value!r}")
+    return value

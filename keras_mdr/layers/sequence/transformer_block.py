@@ -43,6 +43,16 @@ def _large_negative(dtype):
     return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
+def masked_softmax(logits, mask):
+    """Softmax over the last axis among the keys `mask` allows (bool, broadcast to `logits`).
+
+    A query with no allowed key attends to nothing: its weights are all 0,
+    never a uniform row or NaN.
+    """
+    weights = ops.softmax(ops.where(mask, logits, _large_negative(logits.dtype)), axis=-1)
+    return ops.where(mask, weights, ops.zeros_like(weights))
+
+
 @km_export("keras_mdr.layers.TransformerBlock")
 class TransformerBlock(keras.layers.Layer):
     """A post-LN Transformer encoder block with adapter sites, as in SASRec's code.
@@ -249,10 +259,7 @@ class TransformerBlock(keras.layers.Layer):
 
     @staticmethod
     def _masked_softmax(logits, mask):
-        mask = ops.expand_dims(mask, 1)  # one mask for every head
-        weights = ops.softmax(ops.where(mask, logits, _large_negative(logits.dtype)), axis=-1)
-        # A query with no allowed key got a uniform row above: it attends to nothing instead.
-        return ops.where(mask, weights, ops.zeros_like(weights))
+        return masked_softmax(logits, ops.expand_dims(mask, 1))  # one mask for every head
 
     def _residual(self, x, sublayer_output, adapter, parallel, norm, training):
         if adapter is not None:

@@ -1,0 +1,1 @@
+"""Meta learning: networks whose weights are generated from the domain (M2M)."""

@@ -1,0 +1,1 @@
+"""Domain-adaptive neuron pruning (AdaSparse)."""
