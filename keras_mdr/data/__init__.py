@@ -5,3 +5,6 @@ from keras_mdr.data.readers import read_table
 from keras_mdr.data.splits import random_split
 from keras_mdr.data.synthetic import synthetic
 from keras_mdr.data.tabular import TabularData
+from keras_mdr.data.public_sequences import amazon_sequences, movielens_sequences, movielens_transfer
+from keras_mdr.data.sequences import SequenceData, sequences
+from keras_mdr.data.synthetic_sequences import synthetic_sequences, synthetic_transfer
