@@ -22,14 +22,21 @@ import tensorflow as tf
 version_dir, inputs_path, outputs_path, single_rows = sys.argv[1:5]
 loaded = tf.saved_model.load(version_dir)
 serve = loaded.signatures["serving_default"]
+
+
+def plain(values):
+    values = values.numpy()
+    return values.astype(str) if values.dtype == object else values  # strings without pickling
+
+
 inputs = dict(np.load(inputs_path))
 results = {}
 for task, values in serve(**{k: tf.constant(v) for k, v in inputs.items()}).items():
-    results[f"batch/{task}"] = values.numpy()
+    results[f"batch/{task}"] = plain(values)
 for row in [int(r) for r in single_rows.split(",") if r]:
     alone = serve(**{k: tf.constant(v[row : row + 1]) for k, v in inputs.items()})
     for task, values in alone.items():
-        results[f"row{row}/{task}"] = values.numpy()
+        results[f"row{row}/{task}"] = plain(values)
 present = sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "keras_mdr"))
 if present:
     sys.exit(f"Keras or keras_mdr got imported: {present[:5]}")
