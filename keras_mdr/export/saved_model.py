@@ -200,18 +200,13 @@ def export_saved_model(model, base_dir, version=None, jit_compile=False, warmup_
             model's predictions (nothing is left behind).
     """
     _check_model(model)
-    base_dir = os.path.abspath(os.fspath(base_dir))
-    os.makedirs(base_dir, exist_ok=True)
-    version = _resolve_version(base_dir, version)
     columns = warmup_lib.warmup_columns(model, warmup_data)
     expected = _keras_predictions(model, columns)
-    final = os.path.join(base_dir, str(version))
-    temp = os.path.join(base_dir, f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
-    os.mkdir(temp)
-    try:
+
+    def write(temp, version):
         _write_saved_model(model, temp, jit_compile)
         requests = warmup_lib.warmup_requests(
-            columns, os.path.basename(base_dir), SERVING_SIGNATURE, EXAMPLES_SIGNATURE, EXAMPLES_INPUT
+            columns, os.path.basename(os.path.dirname(temp)), SERVING_SIGNATURE, EXAMPLES_SIGNATURE, EXAMPLES_INPUT
         )
         warmup_lib.write_warmup_requests(temp, requests)
         _verify(model, temp, columns, expected)
@@ -219,6 +214,30 @@ def export_saved_model(model, base_dir, version=None, jit_compile=False, warmup_
             model, version, _summary(read_signature_defs(temp)), jit_compile=jit_compile, metrics=metrics
         )
         model_card_lib.write_model_card(temp, card)
+
+    return write_version(base_dir, version, write)
+
+
+def write_version(base_dir, version, write):
+    """Writes `base_dir/<version>/` atomically: `write(temp_dir, version)` fills a hidden sibling, then one rename.
+
+    Args:
+        base_dir: the model's base path (created if missing).
+        version: the integer version, or None for the next one.
+        write: fills (and may check) the temporary directory; an exception
+            removes it and leaves the other versions untouched.
+
+    Returns:
+        The path of the new version directory.
+    """
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    os.makedirs(base_dir, exist_ok=True)
+    version = _resolve_version(base_dir, version)
+    final = os.path.join(base_dir, str(version))
+    temp = os.path.join(base_dir, f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
+    os.mkdir(temp)
+    try:
+        write(temp, version)
         if os.path.exists(final):
             raise FileExistsError(f"Version {version} appeared under {base_dir} during the export")
         os.rename(temp, final)

@@ -25,15 +25,11 @@ includes them).
 `recommend(model, histories)` runs the same functions in Python.
 """
 
-import os
-import shutil
-import uuid
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mdr.export.saved_model import TEMP_PREFIX, _resolve_version
+from keras_mdr.export.saved_model import write_version
 from keras_mdr.transrec.evaluation import item_table, mask_seen, user_vectors
 from keras_mdr.transrec.preprocessing import left_align
 
@@ -176,20 +172,10 @@ def export_transrec(model, base_dir, version=None, k=10, jit_compile=False):
     Returns:
         The path of the new version directory.
     """
-    base_dir = os.path.abspath(os.fspath(base_dir))
-    os.makedirs(base_dir, exist_ok=True)
-    version = _resolve_version(base_dir, version)
-    final = os.path.join(base_dir, str(version))
-    temp = os.path.join(base_dir, f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
-    os.mkdir(temp)
     histories = np.array([[model.item_ids[0], model.item_ids[1]], [model.item_ids[2], ""]], dtype=object)
-    try:
-        functions = _write(model, temp, k, jit_compile, histories.astype(bytes))
-        _verify(model, functions, temp, histories.astype(bytes))
-        if os.path.exists(final):
-            raise FileExistsError(f"Version {version} appeared under {base_dir} during the export")
-        os.rename(temp, final)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    return final
+
+    def write(temp, version):
+        functions = _write(model, temp, k, jit_compile, histories)
+        _verify(model, functions, temp, histories)
+
+    return write_version(base_dir, version, write)
