@@ -204,9 +204,15 @@ def test_keras_round_trip_keeps_scores_adapters_and_trainable_sets(method, pretr
         assert len(rules) == 1
 
 
-def test_export_signatures_match_the_keras_model_and_a_naive_top_k(pretrained, data, tmp_path):
+def test_export_signatures_match_the_keras_model_a_naive_top_k_and_a_tensorflow_only_process(
+    pretrained, data, tmp_path
+):
+    from keras_mdr.testing.serving_checks import TfOnlyPrediction
+
     source = data[0]
     path = transrec.export_transrec(pretrained, tmp_path / "transrec", k=5)
+    tf_only_history = np.array([list(source.item_ids[s[-4:-1]]) for s in source.sequences[:4]], dtype=object)
+    tf_only = TfOnlyPrediction(path, {"history": tf_only_history})  # runs while this test goes on
     loaded = tf.saved_model.load(path)
     histories = [list(source.item_ids[s[:-1]]) for s in source.sequences[:3]]
     histories[1] = ["unknown-id"] + histories[1]  # skipped, as padding
@@ -235,15 +241,8 @@ def test_export_signatures_match_the_keras_model_and_a_naive_top_k(pretrained, d
     with pytest.raises(tf.errors.InvalidArgumentError, match="non-empty text"):
         loaded.signatures["item_vectors"](item_text=tf.constant(["Rocket Orbit", " "]))
 
-
-def test_export_runs_in_a_tensorflow_only_process(pretrained, data, tmp_path):
-    from keras_mdr.testing.serving_checks import TfOnlyPrediction
-
-    source = data[0]
-    path = transrec.export_transrec(pretrained, tmp_path / "transrec", k=3)
-    history = np.array([list(source.item_ids[s[-4:-1]]) for s in source.sequences[:4]], dtype=object)
-    served, _ = TfOnlyPrediction(path, {"history": history}).result()
-    ids, scores = transrec.recommend(pretrained, history, k=3)
+    served, _ = tf_only.result()
+    ids, scores = transrec.recommend(pretrained, tf_only_history, k=5)
     np.testing.assert_array_equal(served["item_ids"], ids)
     np.testing.assert_allclose(served["scores"], scores, atol=1e-5)
 
@@ -335,3 +334,14 @@ def test_auto_tokenizer_falls_back_to_words_without_keras_hub(monkeypatch, data)
     assert tokenizers.make_tokenizer(data[0].item_texts, "auto").kind == "word"
     with pytest.raises(ImportError, match=r"keras-mdr\[text\]"):
         tokenizers.make_tokenizer(data[0].item_texts, "wordpiece")
+
+
+def test_readme_transrec_example_runs():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    snippet = re.search(r"<!-- transrec-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    namespace = {}
+    exec(compile(snippet, "README.md (transrec example)", "exec"), namespace)
+    assert namespace["item_ids"].shape == (1, 5) and not set(namespace["item_ids"][0]) & set(namespace["target"].item_ids[:3])

@@ -1,21 +1,11 @@
 """User histories for TransRec: building, leave-one-out splits, windows, the public transfer split, bad input."""
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
+from test_public_data import _path  # shared data, skipped when absent
 
 import keras_mdr as km
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-
-
-def _path(relative):
-    path = os.path.join(DATA, relative)
-    if not os.path.exists(path):
-        pytest.skip(f"{relative} is not in ../shared/data (real data is not redistributed with keras_mdr)")
-    return path
 
 
 def _tables():

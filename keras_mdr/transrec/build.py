@@ -91,6 +91,7 @@ def build_transrec(
     preset=None,
     loss="bce",
     num_negatives=1,
+    windows="last",
 ):
     """A TransRec for `data`'s catalogue, built and ready to train.
 
@@ -112,7 +113,7 @@ def build_transrec(
         preset: path of a keras-hub BERT preset on disk: its tokenizer and
             weights replace the four arguments above
             (`text_encoder_from_preset`).
-        loss, num_negatives: see `TransRec`.
+        loss, num_negatives, windows: see `TransRec`.
 
     Returns:
         A built `TransRec`.
@@ -149,6 +150,7 @@ def build_transrec(
         title_tokenizer,
         loss=loss,
         num_negatives=num_negatives,
+        windows=windows,
     )
     return model.build_core()
 
@@ -164,4 +166,5 @@ def rebuilt_with_catalogue(model, data, item_encoder, user_encoder, method, toke
         loss=model.loss_name,
         num_negatives=model.num_negatives,
         method=method,
+        windows=model.windows,
     ).build_core()

@@ -126,7 +126,8 @@ class FullRankingCallback(keras.callbacks.Callback):
     """Adds `val_hr@k` and `val_ndcg@k` (full ranking on `data`'s `split`) to the logs after each epoch.
 
     Put it before callbacks that read them (early stopping); `TransRec.fit`
-    does so for its `validation_data`.
+    does so for its `validation_data`. Scoring compiles with XLA when the
+    model was compiled with it.
     """
 
     def __init__(self, data, split="valid", k=10, prefix="val_"):
@@ -134,7 +135,8 @@ class FullRankingCallback(keras.callbacks.Callback):
         self.data, self.split, self.k, self.prefix = data, split, k, prefix
 
     def on_epoch_end(self, epoch, logs=None):
-        results = full_ranking(self.model, self.data, self.split, self.k)
+        # Scored under XLA when the model trains under XLA.
+        results = full_ranking(self.model, self.data, self.split, self.k, jit_compile=bool(self.model.jit_compile))
         if logs is not None:
             for name in (f"hr@{self.k}", f"ndcg@{self.k}"):
                 logs[self.prefix + name] = results[name]

@@ -58,6 +58,10 @@ class TransRec(keras.Model):
         num_negatives: K, sampled negatives per position (`"bce"`).
         method: how the model was made, for reports (`"pretrain"`,
             `"houlsby"`, ... see `transrec.transfer`).
+        windows: the training windows `fit` cuts from each history by
+            default: `"last"` (the most recent `max_length + 1` training
+            items, as Adapter4Rec) or `"all"` (see
+            `SequenceData.training_windows`).
 
     Reference: Kang and McAuley, ICDM 2018 (SASRec); Fu, Yuan et al.,
     "Exploring Adapter-based Transfer Learning for Recommender Systems",
@@ -74,6 +78,7 @@ class TransRec(keras.Model):
         loss="bce",
         num_negatives=1,
         method="pretrain",
+        windows="last",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,8 +90,11 @@ class TransRec(keras.Model):
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if not isinstance(num_negatives, int) or num_negatives < 1:
             raise ValueError(f"num_negatives must be an integer >= 1, got {num_negatives!r}")
+        if windows not in WINDOWS:
+            raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
         self.loss_name = loss
         self.num_negatives = num_negatives
+        self.windows = windows
         self.method = method
         self.item_ids = np.asarray(item_ids, dtype=object).astype(str)
         self.item_texts = None if item_texts is None else np.asarray(item_texts, dtype=object).astype(str)
@@ -226,19 +234,20 @@ class TransRec(keras.Model):
 
     # Data in -------------------------------------------------------------------
 
-    def make_dataset(self, data, batch_size=DEFAULT_BATCH_SIZE, windows="last", shuffle=True, seed=None):
+    def make_dataset(self, data, batch_size=DEFAULT_BATCH_SIZE, windows=None, shuffle=True, seed=None):
         """Training batches (a `tf.data.Dataset`) from a `SequenceData` with this model's catalogue.
 
         Args:
             data: the `SequenceData`.
             batch_size: windows per batch.
             windows: `"last"` (one window per user) or `"all"`, see
-                `SequenceData.training_windows`.
+                `SequenceData.training_windows` (default: the model's).
             shuffle, seed: shuffle the windows every epoch.
         """
         from keras_mdr.transrec import preprocessing
 
         self.check_catalogue(data)
+        windows = windows or self.windows
         if windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
         return preprocessing.training_dataset(
@@ -251,7 +260,7 @@ class TransRec(keras.Model):
             seed=seed,
         )
 
-    def fit(self, x=None, y=None, batch_size=None, validation_data=None, windows="last", seed=None, callbacks=None, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, windows=None, seed=None, callbacks=None, **kwargs):
         """`keras.Model.fit` on a `SequenceData` (or a dataset of `make_dataset` batches).
 
         `validation_data` (a `SequenceData`, usually the training data
@@ -284,6 +293,7 @@ class TransRec(keras.Model):
             "loss": self.loss_name,
             "num_negatives": self.num_negatives,
             "method": self.method,
+            "windows": self.windows,
         }
 
     @classmethod
