@@ -10,7 +10,7 @@ from keras_mdr import compat
 
 compat.check_environment()
 
-from keras_mdr import data, export, features, layers, models, training, transrec  # noqa: E402
+from keras_mdr import data, export, features, layers, models, training, transfer, transrec  # noqa: E402
 from keras_mdr.export import export_saved_model  # noqa: E402
 from keras_mdr.features.adapt import adapt  # noqa: E402
 from keras_mdr.models.registry import build_model, list_models  # noqa: E402

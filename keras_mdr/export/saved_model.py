@@ -204,7 +204,8 @@ def export_saved_model(model, base_dir, version=None, jit_compile=False, warmup_
     expected = _keras_predictions(model, columns)
 
     def write(temp, version):
-        _write_saved_model(model, temp, jit_compile)
+        # A model with LoRA updates is written with them merged into its kernels (`serving_model`).
+        _write_saved_model(model.serving_model(), temp, jit_compile)
         requests = warmup_lib.warmup_requests(
             columns, os.path.basename(os.path.dirname(temp)), SERVING_SIGNATURE, EXAMPLES_SIGNATURE, EXAMPLES_INPUT
         )

@@ -16,6 +16,8 @@
 
 from keras_mdr.layers.adapters.bottleneck_adapter import BottleneckAdapter
 from keras_mdr.layers.adapters.compacter_adapter import CompacterAdapter
+from keras_mdr.layers.adapters.domain_bottleneck_adapter import DomainBottleneckAdapter
+from keras_mdr.layers.adapters.domain_lora import DomainLoRA
 from keras_mdr.layers.adapters.hyper_adapter import HyperAdapter
 from keras_mdr.layers.adapters.hyper_network import HyperNetwork
 from keras_mdr.layers.adapters.k_adapter import KAdapter

@@ -69,6 +69,10 @@ class M3oE(MultiDomainModel):
             in `"bilevel"` mode.
         loss_reduction: `"domain_task_mean"` (default: every (domain, task)
             group present in the batch counts equally) or `"pooled"`.
+        balance_domains: the domains whose experts every domain balances
+            against (the first `balance_domains`; `None`: all). Set by
+            `keras_mdr.transfer.add_domain` to the source domains, so that a
+            new domain leaves them unchanged (see `ExpertFusion`).
         **kwargs: other `MultiDomainModel` arguments (`batch_size`, ...).
 
     Example:
@@ -96,6 +100,7 @@ class M3oE(MultiDomainModel):
         training_mode="joint",
         structure_learning_rate=1e-3,
         loss_reduction="domain_task_mean",
+        balance_domains=None,
         **kwargs,
     ):
         if training_mode not in TRAINING_MODES:
@@ -134,7 +139,7 @@ class M3oE(MultiDomainModel):
         shared_experts = ExpertBank(num_shared_experts, expert_units, dropout=dropout, name="shared_experts")(h)
         domain_experts = ExpertBank(num_domains, expert_units, dropout=dropout, name="domain_experts")(h)
         task_experts = ExpertBank(num_tasks, expert_units, dropout=dropout, name="task_experts")(h)
-        fused = ExpertFusion(name="fusion")(shared_experts, gates, domain_experts, task_experts, domain_ids)
+        fused = ExpertFusion(balance_domains=balance_domains, name="fusion")(shared_experts, gates, domain_experts, task_experts, domain_ids)
         logits = DomainTaskTowers(tower_units, num_domains, num_tasks, dropout=dropout, name="towers")(
             fused, domain_ids
         )
@@ -148,6 +153,7 @@ class M3oE(MultiDomainModel):
             gate_stop_gradient=bool(gate_stop_gradient),
             training_mode=training_mode,
             structure_learning_rate=float(structure_learning_rate),
+            balance_domains=balance_domains,
         )
         super().__init__(
             features,
@@ -167,6 +173,14 @@ class M3oE(MultiDomainModel):
             structure_optimizer = keras.optimizers.Adam(float(structure_learning_rate), name="structure_optimizer")
             structure_optimizer.build(self.structure_variables)
         self._structure_optimizer = _Untracked(structure_optimizer)
+
+    @classmethod
+    def hyper_parameters_for_new_domains(cls, hyper_parameters, source_domains):
+        """Keeps every domain's expert balance on the source domains (see `ExpertFusion`)."""
+        hyper_parameters = dict(hyper_parameters)
+        if hyper_parameters.get("balance_domains") is None:
+            hyper_parameters["balance_domains"] = source_domains
+        return hyper_parameters
 
     @property
     def structure_variables(self):
@@ -218,4 +232,7 @@ class M3oE(MultiDomainModel):
     def train_step(self, data):
         if self.training_mode == "joint":
             return super().train_step(data)
+        if not any(v.trainable for v in self.structure_variables):
+            # Frozen by a transfer (`keras_mdr.transfer`): only the network step is left.
+            return super().train_step(data[0])
         return bilevel.bilevel_train_step(self, data, self.structure_variables, self.structure_optimizer)

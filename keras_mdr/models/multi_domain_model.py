@@ -25,6 +25,8 @@ from keras_mdr.api_export import km_export
 from keras_mdr.data import columns as columns_lib
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.models import transfer_plan
+from keras_mdr.models.domain_freeze import DomainFreeze
 from keras_mdr.training.metrics import TaskMetrics, binary_logloss
 
 LOSS_REDUCTIONS = ("pooled", "domain_task_mean")
@@ -124,6 +126,11 @@ class MultiDomainModel(keras.Model):
             raw data.
         hyper_parameters: the subclass's constructor arguments beyond the
             specs, `{name: value}`; they are the rest of `get_config`.
+        transfer: set by `keras_mdr.transfer.add_domain` on a model that
+            gained domains: the method, the number of source domains and the
+            adapters or LoRA wrappers added to the graph (see
+            `keras_mdr.models.transfer_plan`). With a frozen method only the
+            new domains' parameters train (see `DomainFreeze`).
     """
 
     def __init__(
@@ -137,11 +144,15 @@ class MultiDomainModel(keras.Model):
         loss_reduction="pooled",
         batch_size=1024,
         hyper_parameters=None,
+        transfer=None,
         **kwargs,
     ):
         features, domain, tasks = prepare_specs(features, domain, tasks)
         if loss_reduction not in LOSS_REDUCTIONS:
             raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
+        if transfer is not None:
+            transfer = transfer_plan.check_plan(transfer, domain.num_domains)
+            logits = transfer_plan.insert_modules(inputs, logits, domain.num_domains, transfer)
         outputs = TaskProbabilities([t.name for t in tasks], name="probabilities")(logits)
         with warnings.catch_warnings():
             # Inputs are named `core:<feature>` but keyed by feature name on purpose
@@ -158,6 +169,11 @@ class MultiDomainModel(keras.Model):
         # and a tracked sublayer would silently turn `jit_compile` off.
         self._preprocessor = _Untracked(Preprocessor(features, domain, name="preprocessor"))
         self.task_metrics = [TaskMetrics(t.name, domain.names) for t in tasks]
+        self._transfer = _Untracked(transfer)
+        freeze = None
+        if transfer is not None and transfer["method"] in transfer_plan.FROZEN_METHODS:
+            freeze = DomainFreeze(self, self._source_model(), transfer["source_domains"])
+        self._domain_freeze = _Untracked(freeze)
 
     @property
     def hyper_parameters(self):
@@ -168,6 +184,79 @@ class MultiDomainModel(keras.Model):
     def preprocessor(self):
         """The `Preprocessor` (a `keras.Model`) mapping raw columns to this core's inputs."""
         return self._preprocessor.value
+
+    @property
+    def transfer(self):
+        """The transfer plan of a model that gained domains (`keras_mdr.transfer.add_domain`), else `None`."""
+        return self._transfer.value
+
+    @classmethod
+    def hyper_parameters_for_new_domains(cls, hyper_parameters, source_domains):
+        """The hyper-parameters of this model after domains are added to its `source_domains` ones.
+
+        A model whose computation for a domain depends on the domain count
+        beyond its per-domain tables overrides this, so that adding a domain
+        leaves the source domains' outputs unchanged (`M3oE`).
+        """
+        return dict(hyper_parameters)
+
+    def _source_model(self):
+        """This architecture built with the source domains only (its weights' shapes are read)."""
+        config = self.get_config()
+        source = self.transfer["source_domains"]
+        config["domain"] = dict(config["domain"], values=dict(list(self.domain.values.items())[:source]))
+        config["transfer"] = dict(self.transfer, method="finetune")
+        return type(self).from_config(config)
+
+    def trainable_report(self, print_fn=print):
+        """Prints and returns the trainable and total parameters, per top-level layer.
+
+        A per-domain variable of a model that gained domains with a frozen
+        method counts only its new domains' rows as trainable.
+
+        Returns:
+            `{"trainable": n, "total": n, "layers": {layer: (trainable, total)}}`.
+        """
+        freeze = self._domain_freeze.value
+        trainable_ids = {id(v) for v in self.trainable_weights}
+        layers = {}
+        for layer in self.layers:
+            trainable = total = 0
+            for variable in layer.weights:
+                size = int(np.prod(variable.shape))
+                total += size
+                if id(variable) in trainable_ids:
+                    trainable += size - (freeze.frozen_size(variable) if freeze else 0)
+            if total:
+                layers[layer.name] = (trainable, total)
+        trainable = sum(t for t, _ in layers.values())
+        total = sum(n for _, n in layers.values())
+        width = max(len(n) for n in layers)
+        lines = [f"{'layer':<{width}} {'trainable':>12} {'total':>12}"]
+        lines += [f"{name:<{width}} {t:>12,} {n:>12,}" for name, (t, n) in layers.items()]
+        lines.append(f"{'all':<{width}} {trainable:>12,} {total:>12,}  ({trainable / total:.2%} trainable)")
+        print_fn("\n".join(lines))
+        return {"trainable": trainable, "total": total, "layers": layers}
+
+    def serving_model(self):
+        """The model to export: this one, or a copy with its LoRA updates merged into per-domain kernels.
+
+        A merged `DomainLoRA` gives each domain its own kernel `W0 + s A_d B_d`
+        (the source domains, whose update is zero, keep `W0`), so a served
+        row still costs one matmul per layer.
+        """
+        lora = (self.transfer or {}).get("lora")
+        if not lora or lora.get("merged"):
+            return self
+        config = self.get_config()
+        config["transfer"] = dict(self.transfer, method="finetune", lora=dict(lora, merged=True))
+        merged = type(self).from_config(config)
+        for source, target in zip(self.layers, merged.layers):
+            if hasattr(source, "merged_weights"):
+                target.set_weights(source.merged_weights())
+            else:
+                target.set_weights(source.get_weights())
+        return merged
 
     # Losses and metrics -------------------------------------------------
 
@@ -283,6 +372,22 @@ class MultiDomainModel(keras.Model):
 
         return self._preprocess(dataset.map(split), labels=True)
 
+    def make_train_function(self, force=False):
+        # Every `fit` starts here, outside the traced step: record what the frozen rows must stay.
+        if self._domain_freeze.value is not None:
+            self._domain_freeze.value.snapshot()
+        return super().make_train_function(force)
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        self.keep_source_domains()
+        return logs
+
+    def keep_source_domains(self):
+        """After a training step: writes the source domains' rows back (see `DomainFreeze`); no-op otherwise."""
+        if self._domain_freeze.value is not None:
+            self._domain_freeze.value.restore()
+
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, shuffle=True, seed=None, **kwargs):
         """`keras.Model.fit` on raw data (see `make_dataset`); labels come from `x`'s columns."""
         if y is not None:
@@ -333,6 +438,7 @@ class MultiDomainModel(keras.Model):
             "loss_reduction": self.loss_reduction,
             "batch_size": self.batch_size,
             **self.hyper_parameters,
+            **({} if self.transfer is None else {"transfer": self.transfer}),
         }
 
     @classmethod

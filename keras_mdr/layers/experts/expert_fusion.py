@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
+from keras_mdr.layers.core.validation import check_positive_int
 
 STRUCTURE_WEIGHT_NAMES = (
     "structure_domain_balance",
@@ -43,9 +44,16 @@ class ExpertFusion(keras.layers.Layer):
     validation batches. With D = 1 (or T = 1) the view's balanced expert is its
     own expert.
 
+    With `balance_domains = P`, the other domains a domain balances against
+    are those among the first P (`keras_mdr.transfer.add_domain` sets it to
+    the source domains, so a new domain's expert leaves the source domains'
+    views unchanged, and a new domain balances against all P):
+    `Dm~_d = w_d Dm_d + (1 - w_d) mean_{d' < P, d' != d} Dm_{d'}`.
+
     Args:
         structure_initializer: initializer of the four structure logits
             (`"zeros"`: every structure weight starts at 0.5).
+        balance_domains: P, or `None` for every domain.
 
     Call arguments:
         shared_experts: `S [B, E, U]`, the shared experts' outputs.
@@ -69,9 +77,12 @@ class ExpertFusion(keras.layers.Layer):
     Recommendation Framework", SIGIR 2024.
     """
 
-    def __init__(self, structure_initializer="zeros", **kwargs):
+    def __init__(self, structure_initializer="zeros", balance_domains=None, **kwargs):
         super().__init__(**kwargs)
         self.structure_initializer = keras.initializers.get(structure_initializer)
+        self.balance_domains = None if balance_domains is None else check_positive_int(
+            "balance_domains", balance_domains
+        )
 
     def build(self, shared_experts_shape, gates_shape, domain_experts_shape, task_experts_shape, domain_ids_shape):
         for name in STRUCTURE_WEIGHT_NAMES:
@@ -93,10 +104,23 @@ class ExpertFusion(keras.layers.Layer):
         w_d, w_t, beta_d, beta_t = [ops.sigmoid(w) for w in self.structure_weights]
         domain_ids = ops.cast(domain_ids, "int32")
         own_domain = ops.take_along_axis(domain_experts, ops.reshape(domain_ids, (-1, 1, 1)), axis=1)[:, 0]
-        domain_view = _balance(own_domain, domain_experts, w_d)
+        if self.balance_domains is None or self.balance_domains >= domain_experts.shape[1]:
+            domain_view = _balance(own_domain, domain_experts, w_d)
+        else:
+            domain_view = self._pooled_balance(own_domain, domain_experts, domain_ids, w_d)
         task_view = _balance(task_experts, task_experts, w_t)
         shared = ops.einsum("bte,beu->btu", gates, shared_experts)
         return shared + beta_d * ops.expand_dims(domain_view, 1) + beta_t * task_view
+
+    def _pooled_balance(self, own, domain_experts, domain_ids, weight):
+        """`_balance` against the first `balance_domains` domains' experts (less the row's own, if among them)."""
+        pool = self.balance_domains
+        in_pool = ops.expand_dims(ops.cast(domain_ids < pool, own.dtype), 1)
+        others = ops.sum(domain_experts[:, :pool], axis=1) - own * in_pool
+        count = pool - in_pool
+        # A source domain alone in a pool of one has no other domain: its own expert stands in (as in `_balance`).
+        others = ops.where(count > 0, others / ops.maximum(count, 1.0), own)
+        return weight * own + (1.0 - weight) * others
 
     def compute_output_shape(
         self, shared_experts_shape, gates_shape, domain_experts_shape, task_experts_shape, domain_ids_shape
@@ -106,4 +130,5 @@ class ExpertFusion(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["structure_initializer"] = keras.initializers.serialize(self.structure_initializer)
+        config["balance_domains"] = self.balance_domains
         return config

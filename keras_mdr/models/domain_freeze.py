@@ -1,0 +1,124 @@
+"""Keeps the source domains' parameters exactly as they were while a new domain trains.
+
+A model that gained domains (`keras_mdr.transfer.add_domain`) holds two kinds
+of variables: shared ones (embeddings, experts, bottoms, hyper-networks) and
+per-domain ones, whose domain axis holds the source domains' rows followed by
+the new domains' (towers, gates, norms and their moving statistics, biases,
+domain embeddings and experts, adapters, LoRA factors). With a frozen method
+the shared variables stop training and the per-domain ones train, and after
+every training step their source rows are written back from a snapshot taken
+when `fit` starts. So neither an optimiser (Adam's moments, weight decay) nor
+a layer's state (`DomainNormalization`'s moving statistics, updated by every
+domain present in a training batch) can move them: the source domains'
+predictions stay bit-for-bit what they were.
+
+Which axis of a variable is its domain axis is read off its shape: the same
+model built with the source domains only (`reference`) has, on that one axis,
+`rows_per_domain * source_domains` rows where this model has
+`rows_per_domain * num_domains`. Per-(domain, task) tables are domain-major
+(row `d * T + t`), so the source rows are the leading ones.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def domain_axis(old_shape, new_shape, old_domains, new_domains, path):
+    """`(axis, rows_per_domain)` of a weight that grew with the domain count; `None` when it did not.
+
+    Args:
+        old_shape, new_shape: the weight's shapes with `old_domains` and
+            `new_domains` domains.
+        path: the weight's path, for the error message.
+
+    Raises:
+        ValueError: the shapes differ in a way that is not one domain-major
+            axis of `rows_per_domain` rows per domain.
+    """
+    old_shape, new_shape = tuple(old_shape), tuple(new_shape)
+    if old_shape == new_shape:
+        return None
+    differing = [a for a, (o, n) in enumerate(zip(old_shape, new_shape)) if o != n]
+    if len(old_shape) == len(new_shape) and len(differing) == 1:
+        axis = differing[0]
+        rows, remainder = divmod(old_shape[axis], old_domains)
+        if remainder == 0 and rows * new_domains == new_shape[axis]:
+            return axis, rows
+    raise ValueError(
+        f"Cannot map weight '{path}' from {old_domains} to {new_domains} domains: its shape goes from "
+        f"{old_shape} to {new_shape}, which is not one axis of a fixed number of rows per domain"
+    )
+
+
+def _size(shape):
+    return int(math.prod(shape))
+
+
+class DomainFreeze:
+    """Trains only the new domains' rows of a model's per-domain variables.
+
+    Built by `MultiDomainModel` for a frozen transfer method. On
+    construction it marks every shared variable non-trainable (and every
+    layer left without a trainable variable, so that e.g. a shared
+    `BatchNormalization` runs in inference mode) and every per-domain one
+    trainable; `snapshot()` records the variables at the start of training and
+    `restore()` writes their source rows back after each step.
+
+    Args:
+        model: the model with all its domains.
+        reference: the same architecture built with the first
+            `source_domains` domains only (its weights' shapes are read).
+        source_domains: the number of leading domains to keep frozen.
+    """
+
+    def __init__(self, model, reference, source_domains):
+        if len(reference.weights) != len(model.weights):
+            raise ValueError(
+                f"Model '{model.name}' has {len(model.weights)} weights with {model.domain.num_domains} domains "
+                f"but {len(reference.weights)} with {source_domains}: its layout cannot be mapped"
+            )
+        self.source_domains = source_domains
+        self._frozen = []  # (variable, axis, source rows)
+        for ref, variable in zip(reference.weights, model.weights):
+            found = domain_axis(ref.shape, variable.shape, source_domains, model.domain.num_domains, variable.path)
+            if found is not None:
+                axis, rows = found
+                self._frozen.append((variable, axis, rows * source_domains))
+        per_domain = {id(v) for v, _, _ in self._frozen}
+        for variable in model.trainable_weights:
+            if id(variable) not in per_domain:
+                variable.trainable = False
+        for layer in model._flatten_layers(include_self=False):
+            if not any(v.trainable and id(v) in per_domain for v in layer.weights):
+                layer.trainable = False
+        self._anchors = None
+
+    def frozen_size(self, variable):
+        """How many of `variable`'s entries belong to the source domains (0 for a shared variable)."""
+        for frozen, axis, rows in self._frozen:
+            if frozen is variable:
+                return _size(variable.shape) // variable.shape[axis] * rows
+        return 0
+
+    def snapshot(self):
+        """Records the per-domain variables as they are now (call before training, outside a traced step)."""
+        if self._anchors is None:
+            # From a copy: a Keras variable initialised with another variable's value may share its buffer.
+            self._anchors = [
+                keras.Variable(ops.convert_to_numpy(v), trainable=False, dtype=v.dtype, name=f"frozen_{i}")
+                for i, (v, _, _) in enumerate(self._frozen)
+            ]
+        else:
+            for anchor, (variable, _, _) in zip(self._anchors, self._frozen):
+                anchor.assign(variable.value)
+
+    def restore(self):
+        """Writes the source domains' rows of every per-domain variable back from the snapshot."""
+        for anchor, (variable, axis, rows) in zip(self._anchors, self._frozen):
+            shape = [1] * len(variable.shape)
+            shape[axis] = variable.shape[axis]
+            source = (np.arange(variable.shape[axis]) < rows).reshape(shape)
+            variable.assign(ops.where(source, anchor, variable))
