@@ -70,6 +70,8 @@ def _train(args):
     from keras_mdr import run
 
     config = config_lib.load_config(args.config)
+    if "transfer" in config:
+        raise ValueError(f"config: {args.config} has a 'transfer' section; run `keras-mdr transfer --config` on it")
     train, validation, test = config_lib.load_splits(config)
     run.train_and_evaluate(
         config["model"]["name"],
@@ -86,6 +88,20 @@ def _train(args):
     print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)} and {run.METRICS_FILE}")
 
 
+def _transfer(args):
+    from keras_mdr import config as config_lib
+    from keras_mdr import run
+    from keras_mdr.transfer import load_source_model
+
+    config = config_lib.load_config(args.config)
+    if "transfer" not in config:
+        raise ValueError(f"config: {args.config} has no 'transfer' section (see `keras-mdr transfer --help`)")
+    source = load_source_model(config["transfer"]["from"])
+    train, validation, test = config_lib.load_splits(config, source.features, source.domain)
+    run.transfer_and_evaluate(source, config["transfer"], train, validation, test, config["training"], config["output"])
+    print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)} and {run.METRICS_FILE}")
+
+
 def _evaluate(args):
     import keras
 
@@ -97,7 +113,7 @@ def _evaluate(args):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No trained model at {path}; run `keras-mdr train --config {args.config}` first")
     model = keras.saving.load_model(path)
-    _, validation, test = config_lib.load_splits(config)
+    _, validation, test = config_lib.load_splits(config, model.features, model.domain)
     metrics = run.evaluate_splits(
         model, {"validation": validation, "test": test}, batch_size=config["training"]["batch_size"]
     )
@@ -121,12 +137,13 @@ def _export(args):
         if os.path.exists(metrics_path):
             with open(metrics_path) as f:
                 metrics = json.load(f)
-        warmup = config_lib.load_splits(config)[1]
     else:
         model_path = args.model
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"No trained model at {model_path}")
     model = keras.saving.load_model(model_path)
+    if args.config:
+        warmup = config_lib.load_splits(config, model.features, model.domain)[1]
     if args.warmup_data:
         warmup = km.data.read_table(args.warmup_data, model.features, model.domain)
     if args.metrics:
@@ -181,6 +198,16 @@ def build_parser():
     )
     train.add_argument("--config", required=True, help="YAML or JSON run configuration")
     train.set_defaults(run=_train)
+
+    transfer = commands.add_parser(
+        "transfer",
+        help="bring new domains to a trained model (adapters, LoRA, head or fine-tuning)",
+        description="Read the model named by the config's transfer section (`from`), add the domains of "
+        "`domain_values` with `method` (adapter, lora, head, finetune), train on the config's data and write "
+        "OUTPUT/model.keras and OUTPUT/metrics.json with every domain. The source model file is only read.",
+    )
+    transfer.add_argument("--config", required=True, help="YAML or JSON config with a 'transfer' section")
+    transfer.set_defaults(run=_transfer)
 
     evaluate = commands.add_parser(
         "evaluate",

@@ -9,6 +9,7 @@ import keras
 from keras_mdr.models.registry import build_model
 from keras_mdr.training.report import format_report
 from keras_mdr.training.trainer import train
+from keras_mdr.transfer.new_domain import add_domain
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -75,6 +76,52 @@ def train_and_evaluate(
         batch_size=training["batch_size"],
         **params,
     )
+    metrics = fit_evaluate_save(
+        model, train_frame, validation_frame, test_frame, training, output_dir, verbose=verbose, echo=echo
+    )
+    return model, metrics
+
+
+def transfer_and_evaluate(
+    source, transfer, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print
+):
+    """Adds new domains to a saved model (`keras_mdr.transfer.add_domain`), trains, evaluates and saves.
+
+    Args:
+        source: the model loaded from `transfer["from"]`.
+        transfer: the config's transfer section (`from`, `domain_values`,
+            `method`, `init_from`, `params`).
+        train_frame, validation_frame, test_frame: raw rows; training rows
+            must hold the new domains.
+
+    Writes `output_dir/model.keras` and `output_dir/metrics.json` as
+    `train_and_evaluate` does, with every domain (source and new) per split;
+    the source model's file is only read.
+
+    Returns:
+        `(model, metrics)`.
+    """
+    source_path = os.path.abspath(transfer["from"])
+    if os.path.abspath(os.path.join(output_dir, MODEL_FILE)) == source_path:
+        raise ValueError(f"output {output_dir} would overwrite the source model {source_path}; choose another output")
+    keras.utils.set_random_seed(training["seed"])
+    model = add_domain(
+        source,
+        transfer["domain_values"],
+        data=train_frame,
+        method=transfer["method"],
+        init_from=transfer["init_from"],
+        **transfer["params"],
+    )
+    model.trainable_report(print_fn=echo)
+    metrics = fit_evaluate_save(
+        model, train_frame, validation_frame, test_frame, training, output_dir, verbose=verbose, echo=echo
+    )
+    return model, metrics
+
+
+def fit_evaluate_save(model, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print):
+    """Trains `model` with early stopping and checkpoints, evaluates it per domain, saves model and metrics."""
     backup_dir = os.path.join(output_dir, "backup")
     train(
         model,
@@ -92,4 +139,4 @@ def train_and_evaluate(
     save_model(model, output_dir)
     write_json(metrics, os.path.join(output_dir, METRICS_FILE))
     shutil.rmtree(backup_dir, ignore_errors=True)
-    return model, metrics
+    return metrics

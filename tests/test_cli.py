@@ -10,7 +10,7 @@ import yaml
 from keras_mdr import cli
 from keras_mdr.testing import tiny_synthetic
 
-COMMANDS = ["quickstart", "train", "evaluate", "export", "serve", "list-models"]
+COMMANDS = ["quickstart", "train", "transfer", "evaluate", "export", "serve", "list-models"]
 
 
 def test_help_works_for_the_program_and_every_subcommand():

@@ -251,6 +251,7 @@ class MultiDomainModel(keras.Model):
         config = self.get_config()
         config["transfer"] = dict(self.transfer, method="finetune", lora=dict(lora, merged=True))
         merged = type(self).from_config(config)
+        merged._preprocessor = self._preprocessor  # the same lookups, already built
         for source, target in zip(self.layers, merged.layers):
             if hasattr(source, "merged_weights"):
                 target.set_weights(source.merged_weights())

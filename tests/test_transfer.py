@@ -1,0 +1,387 @@
+"""keras_mdr.transfer: a new domain on a trained model, for every model of the zoo.
+
+Source models know domains d0 and d1 of the tiny synthetic data; `add_domain`
+brings d2. Models run eagerly on preprocessed batches (one training step each)
+to keep the suite fast; one test trains under XLA through `fit`.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mdr as km
+from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
+from keras_mdr.layers import DomainBottleneckAdapter, DomainLoRA, DomainNormalization
+from keras_mdr.testing import run_layer_test, tiny_synthetic
+from keras_mdr.testing.serving_checks import tiny_hyper_parameters
+
+DATA = tiny_synthetic(num_rows=400, seed=3)
+SOURCE_DOMAIN = km.Domain("domain", values=["d0", "d1"])
+FROZEN = ("adapter", "lora", "head")
+# PLE's and CESAA's shared experts live inside routed blocks, where LoRA cannot reach them.
+WITHOUT_LORA = ("ple", "cesaa")
+RNG = np.random.default_rng(0)
+
+
+def _rows(domains):
+    return DATA.frame[DATA.frame.domain.isin(domains)].reset_index(drop=True)
+
+
+OLD, NEW = _rows(["d0", "d1"]), _rows(["d2"])
+
+
+FEATURES = km.adapt(DATA.features, SOURCE_DOMAIN, OLD)[0]  # as the source models learn them
+
+
+def _batch(frame, domain):
+    """`(core inputs, labels)` of `frame` in one batch, through a preprocessor for `domain`."""
+    model_features = FEATURES
+    inputs, labels = km.data.prepare_columns(frame, model_features, domain, DATA.tasks)
+    preprocessor = Preprocessor(model_features, domain)
+    core = preprocessor({k: tf.constant(v) for k, v in inputs.items()})
+    return core, {k: tf.constant(v) for k, v in labels.items()}
+
+
+def _predict(model, batch):
+    return {task: np.asarray(values) for task, values in model(batch[0], training=False).items()}
+
+
+def _train_step(model, batch, optimizer=None):
+    model.compile(optimizer=optimizer or keras.optimizers.AdamW(0.05, weight_decay=0.1), run_eagerly=True)
+    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+
+
+def _source(name):
+    keras.utils.set_random_seed(1)
+    model = km.build_model(
+        name, features=DATA.features, domain=SOURCE_DOMAIN, tasks=DATA.tasks, data=OLD, **tiny_hyper_parameters(name)
+    )
+    _train_step(model, _batch(OLD, SOURCE_DOMAIN))  # non-trivial weights and measured moving statistics
+    return model
+
+
+SOURCES = {}
+
+
+def _cached_source(name):
+    """A source model per zoo model, shared by the tests (they never change it)."""
+    if name not in SOURCES:
+        SOURCES[name] = _source(name)
+    return SOURCES[name]
+
+
+@pytest.fixture(scope="module")
+def batches():
+    extended = km.Domain("domain", values=["d0", "d1", "d2"])
+    return {"old": _batch(OLD, extended), "new": _batch(NEW, extended), "mixed": _batch(DATA.frame, extended)}
+
+
+# Every frozen method on every model, and fine-tuning once (it must move the old domains: the check can fail).
+TRANSFERS = [(n, m) for n in km.list_models() for m in FROZEN if not (m == "lora" and n in WITHOUT_LORA)]
+
+
+@pytest.fixture(scope="module", params=TRANSFERS + [("mmoe", "finetune")], ids="-".join)
+def transferred(request, batches):
+    """`(source, new model, the source's and the new model's predictions of old rows at add_domain)`."""
+    name, method = request.param
+    source = _cached_source(name)
+    model = km.transfer.add_domain(source, "d2", data=NEW, method=method)
+    return source, model, _predict(source, batches["old"]), _predict(model, batches["old"])
+
+
+def test_add_domain_keeps_source_domains_predictions(transferred):
+    _, model, source_predictions, predictions = transferred
+    for task, values in source_predictions.items():
+        np.testing.assert_allclose(predictions[task], values, atol=1e-6, rtol=1e-6, err_msg=task)
+
+
+def test_frozen_methods_keep_source_domains_bit_for_bit_after_training(transferred, batches):
+    _, model, _, before = transferred
+    new_before = _predict(model, batches["new"])
+    _train_step(model, batches["mixed"])  # old and new rows together; AdamW with weight decay
+    after, new_after = _predict(model, batches["old"]), _predict(model, batches["new"])
+    moved = max(float(np.max(np.abs(new_after[t] - new_before[t]))) for t in before)
+    assert moved > 1e-4, "the new domain did not train"
+    if model.transfer["method"] == "finetune":
+        assert any(not np.array_equal(after[t], before[t]) for t in before), "finetune should move old domains"
+    else:
+        for task in before:
+            np.testing.assert_array_equal(after[task], before[task], err_msg=f"{task}: a source domain moved")
+
+
+def _per_domain(source, model):
+    """`{path: (source value, new value, axis, rows per domain)}` of the weights that grew."""
+    grown = {}
+    source_weights = {v.path: v for v in source.weights}
+    for variable in model.weights:
+        old = source_weights.get(variable.path)
+        if old is not None and tuple(old.shape) != tuple(variable.shape):
+            axis = [a for a, (o, n) in enumerate(zip(old.shape, variable.shape)) if o != n][0]
+            grown[variable.path] = (np.asarray(old), np.asarray(variable), axis, old.shape[axis] // 2)
+    return grown
+
+
+@pytest.mark.parametrize("name", km.list_models())
+def test_new_domain_starts_from_init_from_and_behaves_like_it(name, batches):
+    source = _cached_source(name)
+    model = km.transfer.add_domain(source, "d2", data=NEW, method="head", init_from="d1")
+    grown = _per_domain(source, model)
+    assert grown, f"{name}: no per-domain weight grew"
+    seen = {l.seen.path for l in model._flatten_layers() if isinstance(l, DomainNormalization)}
+    for path, (old, new, axis, rows) in grown.items():
+        new_rows = np.take(new, range(2 * rows, 3 * rows), axis=axis)
+        expected = np.zeros_like(new_rows) if path in seen else np.take(old, range(rows, 2 * rows), axis=axis)
+        np.testing.assert_array_equal(new_rows, expected, err_msg=path)
+    if name == "m3oe":
+        # Balance weight 1: each domain's view is its own expert, so the new domain must act as d1.
+        model.get_layer("fusion").structure_domain_balance.assign(30.0)
+    # The same rows as d2 and as d1: equal predictions prove every per-domain table is domain-major.
+    core, _ = batches["new"]
+    as_d1 = dict(core, **{DOMAIN_ID: tf.ones_like(core[DOMAIN_ID])})
+    for task, values in model(core, training=False).items():
+        np.testing.assert_allclose(values, model(as_d1, training=False)[task], atol=1e-6, err_msg=task)
+
+
+def test_new_domain_starts_from_the_mean_over_domains():
+    source = _cached_source("star")
+    model = km.transfer.add_domain(source, "d2", data=NEW, method="finetune")
+    for path, (old, new, axis, rows) in _per_domain(source, model).items():
+        if path.endswith("seen"):
+            continue
+        mean = np.take(old, range(rows), axis=axis) / 2 + np.take(old, range(rows, 2 * rows), axis=axis) / 2
+        np.testing.assert_allclose(np.take(new, range(2 * rows, 3 * rows), axis=axis), mean, atol=1e-7, err_msg=path)
+
+
+@pytest.mark.parametrize("method", FROZEN + ("finetune",))
+def test_each_method_trains_its_own_set_of_weights(method):
+    source = _cached_source("hamur")
+    model = km.transfer.add_domain(source, "d2", data=NEW, method=method)
+    report = model.trainable_report(print_fn=lambda _: None)
+    trainable = {v.path for v in model.trainable_weights}
+    grown = set(_per_domain(source, model))
+    source_trainable = {v.path for v in source.trainable_weights}
+    inserted = {
+        v.path for layer in model.layers if isinstance(layer, (DomainBottleneckAdapter, DomainLoRA))
+        for v in layer.trainable_weights
+    }
+    if method == "finetune":
+        assert trainable == source_trainable
+        assert report["trainable"] == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        return
+    assert trainable == (grown & source_trainable) | inserted
+    assert bool(inserted) == (method != "head")
+    kinds = {DomainBottleneckAdapter: "adapter", DomainLoRA: "lora"}
+    assert {kinds[type(l)] for l in model.layers if type(l) in kinds} == ({method} - {"head"})
+    # Trainable: the new domain's third of every grown or inserted per-domain table (D = 3).
+    assert report["trainable"] == sum(int(np.prod(v.shape)) // 3 for v in model.trainable_weights)
+    assert report["trainable"] < report["total"]
+
+
+def test_old_domains_stay_bit_for_bit_under_xla_fit():
+    source = _cached_source("mmoe")
+    model = km.transfer.add_domain(source, "d2", data=NEW, method="adapter")
+    model.compile(optimizer="adam", jit_compile=True)  # predictions before and after both under XLA
+    before = model.predict(OLD, batch_size=len(OLD))
+    km.training.train(model, DATA.frame, epochs=1, batch_size=200, learning_rate=0.05, verbose=0)
+    after = model.predict(OLD, batch_size=len(OLD))
+    for task in before:
+        np.testing.assert_array_equal(after[task], before[task], err_msg=task)
+
+
+# One model per kind of LoRA host: MLPBlock, ExpertBank, Dense, HyperNetwork.
+@pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "star", "hamur"])
+def test_lora_merged_into_kernels_predicts_as_unmerged(name, batches):
+    source = _cached_source(name)
+    model = km.transfer.add_domain(source, "d2", data=NEW, method="lora", rank=2)
+    _train_step(model, batches["mixed"], keras.optimizers.Adam(0.05))
+    merged = model.serving_model()
+    assert any(isinstance(l, DomainLoRA) and l.merged for l in merged.layers)
+    for batch in (batches["old"], batches["new"]):
+        expected = _predict(model, batch)
+        for task, values in _predict(merged, batch).items():
+            np.testing.assert_allclose(values, expected[task], atol=1e-5, rtol=1e-5, err_msg=task)
+
+
+@pytest.mark.parametrize("name", WITHOUT_LORA)
+def test_lora_names_what_it_cannot_wrap(name):
+    source = _cached_source(name)
+    with pytest.raises(ValueError, match="no domain-shared dense layer .* use method='adapter'"):
+        km.transfer.add_domain(source, "d2", data=NEW, method="lora")
+
+
+def test_domain_bottleneck_adapter_passes_layer_test_case():
+    run_layer_test(
+        DomainBottleneckAdapter,
+        {"bottleneck": 3, "num_domains": 3},
+        lambda b: {"inputs": RNG.normal(size=(b, 2, 5)).astype("float32"),
+                   "domain_ids": RNG.integers(0, 3, b).astype("int32")},
+        expected_output_shape=(8, 2, 5),
+        expected_num_trainable_weights=4,
+    )
+
+
+def test_domain_lora_passes_layer_test_case():
+    run_layer_test(
+        DomainLoRA,
+        {"host": km.layers.ExpertBank(3, [6, 4]), "rank": 2, "num_domains": 3},
+        lambda b: {"inputs": RNG.normal(size=(b, 5)).astype("float32"),
+                   "domain_ids": RNG.integers(0, 3, b).astype("int32")},
+        expected_output_shape=(8, 3, 4),
+        expected_num_trainable_weights=4,  # A and B of each of the two layers; the experts stay frozen
+    )
+
+
+def _random_factors(lora):
+    for a, b in lora.factors:
+        a.assign(RNG.normal(size=a.shape).astype("float32"))
+        b.assign(RNG.normal(size=b.shape).astype("float32"))
+
+
+def test_domain_lora_routes_each_row_through_its_own_domain_update():
+    dense = keras.layers.Dense(3)
+    x = RNG.normal(size=(7, 4)).astype("float32")
+    domains = np.array([0, 1, 2, 1, 0, 2, 2])
+    lora = DomainLoRA(dense, rank=2, num_domains=3, alpha=4.0)
+    lora(x, domains)
+    _random_factors(lora)
+    a, b = (f.numpy() for f in lora.factors[0])
+    kernel, bias = dense.kernel.numpy(), dense.bias.numpy()
+    expected = np.stack([x[i] @ (kernel + 2.0 * a[d] @ b[d]) + bias for i, d in enumerate(domains)])
+    np.testing.assert_allclose(lora(x, domains), expected, atol=1e-5)
+
+
+def test_domain_lora_on_experts_equals_a_loop_over_rows_and_experts():
+    bank = km.layers.ExpertBank(2, [4, 3])
+    x = RNG.normal(size=(6, 5)).astype("float32")
+    domains = np.array([2, 0, 1, 1, 2, 0])
+    lora = DomainLoRA(bank, rank=2, num_domains=3)
+    lora(x, domains)
+    _random_factors(lora)
+    expected = np.zeros((6, 2, 3), "float32")
+    for i, d in enumerate(domains):
+        for e in range(2):
+            h = x[i]
+            for (kernel, bias), (a, b) in zip(zip(bank.kernels, bank.biases), lora.factors):
+                g = d * 2 + e  # the (domain, expert) group
+                h = np.maximum(h @ (kernel.numpy()[e] + a.numpy()[g] @ b.numpy()[g]) + bias.numpy()[e], 0.0)
+            expected[i, e] = h
+    np.testing.assert_allclose(lora(x, domains), expected, atol=1e-5)
+    merged = DomainLoRA(bank, rank=2, num_domains=3, merged=True)
+    merged(x, domains)
+    merged.set_weights(lora.merged_weights())
+    np.testing.assert_allclose(merged(x, domains), expected, atol=1e-5)
+
+
+def test_domain_bottleneck_adapter_equals_a_loop_over_rows():
+    adapter = DomainBottleneckAdapter(bottleneck=3, num_domains=3)
+    x = RNG.normal(size=(7, 2, 4)).astype("float32")
+    domains = np.array([0, 1, 2, 1, 0, 2, 2])
+    adapter(x, domains)
+    for weight in adapter.weights:
+        weight.assign(RNG.normal(size=weight.shape).astype("float32"))
+    down, up = adapter.down, adapter.up
+    expected = np.stack([
+        x[i] + np.maximum(x[i] @ down.kernel.numpy()[d] + down.bias.numpy()[d], 0.0) @ up.kernel.numpy()[d]
+        + up.bias.numpy()[d]
+        for i, d in enumerate(domains)
+    ])
+    np.testing.assert_allclose(adapter(x, domains), expected, atol=1e-5)
+
+
+# Saving, export and serving ----------------------------------------------
+
+
+def test_transferred_model_saves_exports_and_serves_old_and_new_domains(tmp_path, batches):
+    from keras_mdr.serving import PredictClient, start_server
+    from keras_mdr.testing.serving_checks import TfOnlyPrediction
+
+    source = _cached_source("mmoe")
+    model = km.transfer.add_domain(source, "d2", data=NEW, method="lora", rank=2)
+    _train_step(model, batches["mixed"], keras.optimizers.Adam(0.05))
+    rows = DATA.frame.iloc[:64].drop(columns=["click", "like"]).reset_index(drop=True)
+    assert set(rows.domain) == {"d0", "d1", "d2"}
+    expected = model.predict(rows, batch_size=64)
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.transfer == model.transfer
+    for task, values in loaded.predict(rows, batch_size=64).items():
+        np.testing.assert_allclose(values, expected[task], atol=1e-6, err_msg=f"{task} after .keras")
+
+    base_dir = tmp_path / "export" / "mdr"
+    version_dir = km.export_saved_model(loaded, base_dir, warmup_data=rows)
+    columns, _ = km.data.prepare_columns(rows, model.features, model.domain)
+    tf_only = TfOnlyPrediction(version_dir, columns, single_rows=(0,))
+    with start_server(base_dir, "mdr") as server, PredictClient(server.target, "mdr") as client:
+        served = client.predict(rows)
+    exported, _ = tf_only.result()
+    for task, values in expected.items():
+        np.testing.assert_allclose(exported[task], values, atol=1e-5, err_msg=f"{task}: SavedModel (TF only)")
+        np.testing.assert_allclose(served[task], values, atol=1e-5, err_msg=f"{task}: gRPC")
+
+
+# Bad input ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_source(tmp_path_factory):
+    path = tmp_path_factory.mktemp("source") / "model.keras"
+    _cached_source("shared_bottom").save(path)
+    return path
+
+
+def _unchanged(path):
+    return path.stat().st_mtime_ns, path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "domain, data, message",
+    [
+        ("d1", NEW, "'d1' is already a domain of column 'domain'"),
+        ({"fresh": ["d0"]}, NEW, "Value 'd0' of column 'domain' already belongs to domain 'd0'"),
+        ("d2", NEW.drop(columns=["item_id"]), "missing feature column 'item_id'"),
+        ("d2", OLD, "no rows of the new domain 'd2'"),
+    ],
+    ids=["existing-domain", "existing-value", "missing-column", "no-new-rows"],
+)
+def test_bad_input_is_named_and_leaves_the_source_file_untouched(saved_source, domain, data, message):
+    before = _unchanged(saved_source)
+    with pytest.raises(ValueError, match=message):
+        km.transfer.add_domain(saved_source, domain, data=data)
+    assert _unchanged(saved_source) == before
+
+
+def test_files_that_are_not_keras_mdr_models_are_refused(tmp_path):
+    plain = tmp_path / "plain.keras"
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(plain)
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(os.urandom(64))
+    for path, message in ((plain, "is not a keras_mdr model: it holds a Functional"),
+                          (garbage, "is not a keras_mdr model: it does not load")):
+        before = _unchanged(path)
+        with pytest.raises(ValueError, match=message):
+            km.transfer.add_domain(path, "d2", data=NEW)
+        assert _unchanged(path) == before
+
+
+def test_unknown_method_and_init_from_are_refused(saved_source):
+    with pytest.raises(ValueError, match="method must be one of"):
+        km.transfer.add_domain(saved_source, "d2", data=NEW, method="prompt")
+    with pytest.raises(ValueError, match=r"init_from must name a domain of the model \['d0', 'd1'\], got 'd7'"):
+        km.transfer.add_domain(saved_source, "d2", data=NEW, init_from="d7")
+
+
+def test_readme_transfer_example_runs(tmp_path, monkeypatch):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    snippet = re.search(r"<!-- transfer-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "README.md (transfer example)", "exec"), {})
+    assert (tmp_path / "exports" / "mdr" / "1" / "saved_model.pb").exists()
