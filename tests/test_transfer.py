@@ -180,13 +180,12 @@ def test_each_method_trains_its_own_set_of_weights(method):
     assert report["trainable"] < report["total"]
 
 
-def test_old_domains_stay_bit_for_bit_under_xla_fit():
-    source = _cached_source("mmoe")
-    model = km.transfer.add_domain(source, "d2", data=NEW, method="adapter")
-    model.compile(optimizer="adam", jit_compile=True)  # predictions before and after both under XLA
-    before = model.predict(OLD, batch_size=len(OLD))
+def test_old_domains_stay_bit_for_bit_under_an_xla_fit(batches):
+    model = km.transfer.add_domain(_cached_source("shared_bottom"), "d2", data=NEW, method="adapter")
+    before = _predict(model, batches["old"])
     km.training.train(model, DATA.frame, epochs=1, batch_size=200, learning_rate=0.05, verbose=0)
-    after = model.predict(OLD, batch_size=len(OLD))
+    assert model.jit_compile
+    after = _predict(model, batches["old"])
     for task in before:
         np.testing.assert_array_equal(after[task], before[task], err_msg=task)
 
