@@ -9,7 +9,9 @@ the shared variables stop training and the per-domain ones train, and after
 every training step their source rows are written back from a snapshot taken
 when `fit` starts. So neither an optimiser (Adam's moments, weight decay) nor
 a layer's state (`DomainNormalization`'s moving statistics, updated by every
-domain present in a training batch) can move them: the source domains'
+domain present in a training batch) can move them. Shared non-trainable
+state that a layer updates in training (AdaptDHM's cluster centroids,
+AdaSparse's pruning schedule) is written back whole. So the source domains'
 predictions stay bit-for-bit what they were.
 
 Which axis of a variable is its domain axis is read off its shape: the same
@@ -64,8 +66,9 @@ class DomainFreeze:
     construction it marks every shared variable non-trainable (and every
     layer left without a trainable variable, so that e.g. a shared
     `BatchNormalization` runs in inference mode) and every per-domain one
-    trainable; `snapshot()` records the variables at the start of training and
-    `restore()` writes their source rows back after each step.
+    trainable; `snapshot()` records the per-domain variables and the shared
+    state at the start of training and `restore()` writes the source rows and
+    the state back after each step.
 
     Args:
         model: the model with all its domains.
@@ -81,12 +84,15 @@ class DomainFreeze:
                 f"but {len(reference.weights)} with {source_domains}: its layout cannot be mapped"
             )
         self.source_domains = source_domains
-        self._frozen = []  # (variable, axis, source rows)
+        self._frozen = []  # (variable, axis, source rows) of each per-domain variable
+        self._state = []  # shared non-trainable variables: state a layer may update in training
         for ref, variable in zip(reference.weights, model.weights):
             found = domain_axis(ref.shape, variable.shape, source_domains, model.domain.num_domains, variable.path)
             if found is not None:
                 axis, rows = found
                 self._frozen.append((variable, axis, rows * source_domains))
+            elif not variable.trainable:
+                self._state.append(variable)
         per_domain = {id(v) for v, _, _ in self._frozen}
         for variable in model.trainable_weights:
             if id(variable) not in per_domain:
@@ -103,22 +109,27 @@ class DomainFreeze:
                 return _size(variable.shape) // variable.shape[axis] * rows
         return 0
 
+    def _variables(self):
+        return [v for v, _, _ in self._frozen] + self._state
+
     def snapshot(self):
-        """Records the per-domain variables as they are now (call before training, outside a traced step)."""
+        """Records the per-domain variables and the shared state as they are now (outside a traced step)."""
         if self._anchors is None:
             # From a copy: a Keras variable initialised with another variable's value may share its buffer.
             self._anchors = [
                 keras.Variable(ops.convert_to_numpy(v), trainable=False, dtype=v.dtype, name=f"frozen_{i}")
-                for i, (v, _, _) in enumerate(self._frozen)
+                for i, v in enumerate(self._variables())
             ]
         else:
-            for anchor, (variable, _, _) in zip(self._anchors, self._frozen):
+            for anchor, variable in zip(self._anchors, self._variables()):
                 anchor.assign(variable.value)
 
     def restore(self):
-        """Writes the source domains' rows of every per-domain variable back from the snapshot."""
+        """Writes back the source domains' rows of every per-domain variable, and all shared state."""
         for anchor, (variable, axis, rows) in zip(self._anchors, self._frozen):
             shape = [1] * len(variable.shape)
             shape[axis] = variable.shape[axis]
             source = (np.arange(variable.shape[axis]) < rows).reshape(shape)
             variable.assign(ops.where(source, anchor, variable))
+        for anchor, variable in zip(self._anchors[len(self._frozen) :], self._state):
+            variable.assign(anchor)
