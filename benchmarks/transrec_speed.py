@@ -1,7 +1,7 @@
 """TransRec speed: train sequences/s and full-ranking evaluation users/s, with and without XLA.
 
-The id SASRec (d = 64, 2 blocks, 2 heads, max length 20, BCE with one sampled
-negative) on Adapter4Rec's Amazon histories (`keras_mdr.data.amazon_sequences`,
+The id SASRec (d = 64, 2 blocks, 2 heads, max length 20, dropout `--dropout`,
+BCE with one sampled negative) on Adapter4Rec's Amazon histories (`keras_mdr.data.amazon_sequences`,
 ids only). Train: `train_on_batch` on fixed batches of 256 training windows;
 the XLA and the plain model take turns (`--steps` steps each per round) so
 that both see the same load on the shared machine; the ratio is taken within
@@ -38,6 +38,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
 
@@ -45,7 +46,7 @@ def main():
     keras.utils.set_random_seed(0)
     models = {}
     for xla in (True, False):
-        model = transrec.build_transrec(data, "id")
+        model = transrec.build_transrec(data, "id", dropout=args.dropout)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=xla)
         models[xla] = model
     batches = list(models[True].make_dataset(data, args.batch_size, seed=0).take(args.steps))
@@ -77,6 +78,7 @@ def main():
     results = {
         "data": data.summary(),
         "batch_size": args.batch_size,
+        "dropout": args.dropout,
         "train_sequences_per_s": {"xla": summary(train[True]), "no_xla": summary(train[False])},
         "train_xla_speedup": float(np.median(np.array(train[True]) / np.array(train[False]))),
         "eval_users_per_s": {"xla": summary(evaluate[True]), "no_xla": summary(evaluate[False])},

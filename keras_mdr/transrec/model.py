@@ -6,19 +6,13 @@ from keras import ops
 
 from keras_mdr.api_export import km_export
 from keras_mdr.data.sequences import SequenceData
+from keras_mdr.models.multi_domain_model import _Untracked  # keeps the TF-only tokenizer out of the XLA core
 from keras_mdr.transrec.encoders import IdItemEncoder, SASRecEncoder, TextItemEncoder
 from keras_mdr.transrec.tokenizers import TitleTokenizer
 
 LOSSES = ("bce", "sampled_softmax")
 WINDOWS = ("last", "all")
 DEFAULT_BATCH_SIZE = 64
-
-
-class _Untracked:
-    """Holds a value out of Keras' layer tracking (the TF-only tokenizer must not enter the XLA core)."""
-
-    def __init__(self, value):
-        self.value = value
 
 
 def _deserialize(layer):
