@@ -119,6 +119,11 @@ def run_client_suite(target, served, local=True):
         unknown_domain = {k: v[:2] for k, v in unknown_domain.items()}
         words = ["domain column 'domain'", "no-such-domain"] if local else ["domain", "no-such-domain"]
         _assert_fails(client, _request(served, unknown_domain), grpc.StatusCode.INVALID_ARGUMENT, *words)
+        # Bytes that are not UTF-8 in the domain column: the graph's message quotes them.
+        not_utf8 = {k: v[:2] for k, v in dict(columns, domain=np.array([b"d0", b"d\xff\xfe"], dtype=object)).items()}
+        words = ["input 'domain' (row 1: b'd\\xff\\xfe')", "not UTF-8", "domain column 'domain'"]
+        words = words if local else ["domain"]
+        _assert_fails(client, _request(served, not_utf8), grpc.StatusCode.INVALID_ARGUMENT, *words)
         missing = _request(served, {k: v for k, v in columns.items() if k != "age"})
         _assert_fails(client, missing, grpc.StatusCode.INVALID_ARGUMENT, "age")
         wrong_dtype = _request(served, dict(columns, age=columns["age"].astype(np.int32)))
@@ -208,6 +213,8 @@ def test_client_casts_inputs_to_the_declared_dtypes():
     with pytest.raises(ValueError, match="input 'age' must hold float32 values"):
         cast_input("age", ["old"], tf.float32)
     assert cast_input("age", [30], tf.float32).dtype == np.float32
+    # Bytes keep their trailing NULs (a serialized tf.Example ending in an int64 0 has one).
+    assert cast_input("examples", [b"\n\x01\x00", b"x"], tf.string).tolist() == [b"\n\x01\x00", b"x"]
     # As in training data: numbers in a string column become their str(), missing values "".
     assert cast_input("user_id", np.array(["u1", 7, None, float("nan")], dtype=object), tf.string).tolist() == [
         "u1", "7", "", "",

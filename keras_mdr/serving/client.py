@@ -61,8 +61,11 @@ def _string(value):
 
 
 def _as_strings(values):
-    if values.dtype.kind in "US":
+    if isinstance(values, np.ndarray) and values.dtype.kind in "US":
         return values.astype(object)
+    # Not np.asarray(values): a list of bytes would become a fixed-width "S" array, which drops trailing
+    # NUL bytes (a serialized tf.Example can end with one).
+    values = np.asarray(values, dtype=object)
     out = np.empty(values.shape, dtype=object)
     for index, value in np.ndenumerate(values):
         out[index] = _string(value)
@@ -71,9 +74,9 @@ def _as_strings(values):
 
 def cast_input(name, values, dtype):
     """`values` as a numpy array of `dtype` (a `tf.DType`), with an error naming `name`."""
-    values = np.asarray(values)
     if dtype == tf.string:
         return _as_strings(values)
+    values = np.asarray(values)
     target = dtype.as_numpy_dtype
     if values.dtype.kind in "OUS":
         try:
@@ -197,7 +200,7 @@ class PredictClient:
         request = predict_pb2.PredictRequest(output_filter=list(output_filter or []))
         self._model_spec(request.model_spec, self.signature)
         for name, dtype in dtypes.items():
-            values = cast_input(name, np.atleast_1d(np.asarray(columns[name])), dtype)
+            values = np.atleast_1d(cast_input(name, columns[name], dtype))
             request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=dtype))
         return request
 

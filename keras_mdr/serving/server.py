@@ -22,6 +22,7 @@ import concurrent.futures
 import functools
 import logging
 import os
+import re
 import signal
 import threading
 
@@ -102,6 +103,38 @@ def _graph_error_message(message):
     return ("\n".join(lines) or message).replace("\\'", "'")
 
 
+def _not_utf8_message(arrays, error):
+    """The message for a graph error that quotes a value whose bytes are not UTF-8.
+
+    The graph rejected a value (an unknown domain, say) and its error message
+    quotes the value's raw bytes, so TensorFlow cannot turn the message into
+    Python text and raises `UnicodeDecodeError`; `error.object` holds the
+    message's bytes. The inputs named are those whose rejected value the
+    message quotes.
+    """
+    message = error.object if isinstance(error.object, bytes) else b""
+    quoted = []
+    for alias, values in sorted(arrays.items()):
+        if values.dtype != object:
+            continue
+        for row, value in enumerate(values.reshape(-1)):
+            if isinstance(value, bytes) and value and value in message and not _is_utf8(value):
+                quoted.append(f"input '{alias}' (row {row}: {value!r})")
+                break
+    what = "; ".join(quoted) or "a string input"
+    detail = message.decode("utf-8", "backslashreplace") if message else str(error)
+    detail = _graph_error_message(re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", detail))
+    return f"{what} holds bytes that are not UTF-8 text; {detail}"
+
+
+def _is_utf8(value):
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _parse(alias, proto):
     try:
         return tf.make_ndarray(proto)
@@ -154,6 +187,8 @@ class Servable:
         except tf.errors.OpError as error:
             code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
             raise RequestError(code, _graph_error_message(error.message)) from None
+        except UnicodeDecodeError as error:
+            raise _invalid(_not_utf8_message(arrays, error)) from None
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
         response.model_spec.signature_name = signature_name
