@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import traceback
 
 
 QUICKSTART_MODEL_NAME = "quickstart"
@@ -40,6 +41,7 @@ def _quickstart(args):
     import keras_mdr as km
     from keras_mdr import run
 
+    km.models.registry.model_class(args.model)  # an unknown name fails before any work
     data = km.data.synthetic(num_rows=args.rows, seed=args.seed)
     train, validation, test = km.data.random_split(data.frame, (0.8, 0.1, 0.1), seed=args.seed)
     print(
@@ -85,7 +87,10 @@ def _train(args):
         config["training"],
         config["output"],
     )
-    print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)} and {run.METRICS_FILE}")
+    written = [run.METRICS_FILE, run.HISTORY_FILE]
+    if os.path.exists(os.path.join(config["output"], run.REPORT_PLOT)):
+        written.append(run.REPORT_PLOT)
+    print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)}, {', '.join(written)}")
 
 
 def _transfer(args):
@@ -103,6 +108,8 @@ def _transfer(args):
 
 
 def _evaluate(args):
+    import json
+
     import keras
 
     from keras_mdr import config as config_lib
@@ -118,6 +125,14 @@ def _evaluate(args):
         model, {"validation": validation, "test": test}, batch_size=config["training"]["batch_size"]
     )
     run.write_json(metrics, os.path.join(config["output"], "evaluation.json"))
+    if args.plot:
+        history_path = os.path.join(config["output"], run.HISTORY_FILE)
+        history = None
+        if os.path.exists(history_path):
+            with open(history_path) as f:
+                history = json.load(f)
+        path = os.path.join(config["output"], "evaluation.png")
+        print(f"\nWrote {run.write_report_plot(metrics, path, history, required=True)}")
 
 
 def _export(args):
@@ -148,7 +163,10 @@ def _export(args):
         warmup = km.data.read_table(args.warmup_data, model.features, model.domain)
     if args.metrics:
         with open(args.metrics) as f:
-            metrics = json.load(f)
+            try:
+                metrics = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"--metrics {args.metrics} is not valid JSON: {error}") from None
     path = km.export_saved_model(
         model, args.base_dir, version=args.version, jit_compile=args.jit_compile, warmup_data=warmup, metrics=metrics
     )
@@ -158,6 +176,8 @@ def _export(args):
 def _serve(args):
     from keras_mdr.serving import serve_forever
 
+    if not os.path.isdir(args.base_dir):
+        raise FileNotFoundError(f"No model base directory at {args.base_dir}; export a model there first")
     serve_forever(args.base_dir, model_name=args.model_name, port=args.port, host=args.host)
 
 
@@ -167,6 +187,21 @@ def _list_models(args):
     for name in km.list_models():
         params = ", ".join(f"{k}={v!r}" for k, v in km.models.hyper_parameters(name).items())
         print(f"{name}: {params}" if args.verbose else name)
+
+
+def _positive(kind):
+    """An argparse type: a `kind` (int or float) > 0."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} > 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser():
@@ -183,10 +218,10 @@ def build_parser():
         "the local server.",
     )
     quickstart.add_argument("--model", default="hamur", help="model name (see list-models)")
-    quickstart.add_argument("--rows", type=int, default=60_000, help="synthetic rows to generate")
-    quickstart.add_argument("--epochs", type=int, default=5, help="maximum training epochs")
-    quickstart.add_argument("--batch-size", type=int, default=1024, help="rows per batch")
-    quickstart.add_argument("--learning-rate", type=float, default=2e-3, help="Adam learning rate")
+    quickstart.add_argument("--rows", type=_positive(int), default=60_000, help="synthetic rows to generate")
+    quickstart.add_argument("--epochs", type=_positive(int), default=5, help="maximum training epochs")
+    quickstart.add_argument("--batch-size", type=_positive(int), default=1024, help="rows per batch")
+    quickstart.add_argument("--learning-rate", type=_positive(float), default=2e-3, help="Adam learning rate")
     quickstart.add_argument("--seed", type=int, default=2022, help="data, split and initialisation seed")
     quickstart.add_argument("--output", default="quickstart_output", help="output folder")
     quickstart.set_defaults(run=_quickstart)
@@ -194,7 +229,8 @@ def build_parser():
     train = commands.add_parser(
         "train",
         help="train a model from a config file",
-        description="Train from a YAML/JSON config; writes OUTPUT/model.keras and OUTPUT/metrics.json.",
+        description="Train from a YAML/JSON config; writes OUTPUT/model.keras, OUTPUT/metrics.json, "
+        "OUTPUT/history.json and (with matplotlib) OUTPUT/report.png.",
     )
     train.add_argument("--config", required=True, help="YAML or JSON run configuration")
     train.set_defaults(run=_train)
@@ -212,9 +248,14 @@ def build_parser():
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a trained model per domain and task",
-        description="Evaluate OUTPUT/model.keras on the config's validation and test data.",
+        description="Evaluate OUTPUT/model.keras on the config's validation and test data; writes "
+        "OUTPUT/evaluation.json (and with --plot OUTPUT/evaluation.png).",
     )
     evaluate.add_argument("--config", required=True, help="the config the model was trained with")
+    evaluate.add_argument(
+        "--plot", action="store_true",
+        help="also write OUTPUT/evaluation.png (AUC bars, training curves; needs matplotlib)",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser(
@@ -247,21 +288,59 @@ def build_parser():
     serve.set_defaults(run=_serve)
 
     list_models = commands.add_parser(
-        "list-models", help="list the model names", description="List the models build_model accepts."
+        "list-models",
+        help="list the model names",
+        description="List the models build_model accepts; with -v, their hyper-parameters and defaults.",
     )
-    list_models.add_argument("-v", "--verbose", action="store_true", help="also show hyper-parameters")
     list_models.set_defaults(run=_list_models)
+
+    verbose_help = "show TensorFlow's log lines, and a traceback with an error"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    for command in commands.choices.values():  # `keras-mdr COMMAND -v` as well as `keras-mdr -v COMMAND`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return parser
 
 
+# TensorFlow's C++ log level when the user has set none: its start-up notes (CUDA probing on a machine
+# without a GPU, CPU features) read as errors to a person. Errors that stop a command reach Python as
+# exceptions, which `main` prints; `-v` shows every log line.
+QUIET_TF_CPP_MIN_LOG_LEVEL = "3"
+
+# Mistakes a person can fix from the message alone: one line, exit code 2 (a traceback with -v).
+USER_ERRORS = (ValueError, KeyError, OSError, ImportError)
+
+
+def _configure_logging(verbose):
+    """Sets TensorFlow's C++ log level and Python logging, then imports TensorFlow under that level."""
+    import logging
+
+    from keras_mdr import startup_logs
+
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_CPP_MIN_LOG_LEVEL)
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0  # TensorFlow reads an unparsable value as 0 too
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if level > 0:
+        startup_logs.import_tensorflow(level)
+
+
+def _error_line(error):
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(str(message).split()) or type(error).__name__
+
+
 def main(argv=None):
-    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) is not for CLI users.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError) as error:
-        print(f"keras-mdr {args.command}: error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"keras-mdr {args.command}: error: {_error_line(error)}", file=sys.stderr)
         return 2
     return 0
 

@@ -8,7 +8,8 @@ features: [{name: user_id, type: categorical, embedding_dim: 16},
 domain: {column: domain}
 tasks: [{name: click, label: label}, {name: like, label: like, mask: click}]
 model: {name: mmoe, params: {}}
-training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022}
+training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022,
+           tensorboard: false}   # true: TensorBoard logs in OUTPUT/tensorboard
 output: DIR
 ```
 
@@ -37,6 +38,7 @@ import os
 import yaml
 
 from keras_mdr import specs as specs_lib
+from keras_mdr.did_you_mean import did_you_mean
 from keras_mdr.data.readers import read_table
 from keras_mdr.data.splits import random_split
 
@@ -51,6 +53,7 @@ TRAINING_DEFAULTS = {
     "early_stopping_patience": 4,
     "seed": 2022,
     "jit_compile": True,
+    "tensorboard": False,
 }
 DEFAULT_SPLIT = {"seed": 2022, "fractions": [0.8, 0.1, 0.1]}
 
@@ -58,9 +61,53 @@ DEFAULT_SPLIT = {"seed": 2022, "fractions": [0.8, 0.1, 0.1]}
 def _check_keys(where, mapping, allowed):
     if not isinstance(mapping, dict):
         raise ValueError(f"config: '{where}' must be a mapping, got {type(mapping).__name__}")
-    unknown = sorted(set(mapping) - set(allowed))
+    unknown = sorted(set(mapping) - set(allowed), key=str)
     if unknown:
-        raise ValueError(f"config: unknown keys {unknown} in '{where}'; allowed: {list(allowed)}")
+        raise ValueError(
+            f"config: unknown keys {unknown} in '{where}'{did_you_mean(unknown, allowed)}; allowed: {list(allowed)}"
+        )
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each training setting must be: (check, description).
+TRAINING_TYPES = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "early_stopping_patience": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+    "seed": (_is_int, "an integer"),
+    "jit_compile": (lambda v: isinstance(v, bool), "true or false"),
+    "tensorboard": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_types(where, mapping, types):
+    for key, (check, description) in types.items():
+        if key in mapping and not check(mapping[key]):
+            raise ValueError(f"config: '{where}.{key}' must be {description}, got {mapping[key]!r}")
+
+
+def _parse(path, text):
+    """The config file's contents; a syntax error names the file, line and column."""
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config: {path} is not valid JSON: {error}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ValueError(f"config: {path} is not valid YAML: {problem}{where}") from None
 
 
 def load_config(path):
@@ -71,9 +118,11 @@ def load_config(path):
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"Config file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Config file expected, got the folder {path}")
     with open(path) as f:
         text = f.read()
-    config = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    config = _parse(path, text)
     if not isinstance(config, dict):
         raise ValueError(f"config: {path} must hold a mapping at the top level")
     _check_keys("top level", config, TOP_LEVEL_KEYS)
@@ -97,13 +146,23 @@ def load_config(path):
     _check_keys("data", data, DATA_KEYS)
     if "train" not in data:
         raise ValueError("config: 'data' needs a 'train' file")
+    for key in ("train", "validation", "test"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"config: 'data.{key}' must be a file path, got {data[key]!r}")
     data = {k: (resolve(v) if k != "split" and v is not None else v) for k, v in data.items()}
     data["split"] = {**DEFAULT_SPLIT, **(data.get("split") or {})}
     _check_keys("data.split", data["split"], ("seed", "fractions"))
+    fractions = data["split"]["fractions"]
+    if not isinstance(fractions, list) or not all(_is_number(f) and f > 0 for f in fractions):
+        raise ValueError(f"config: 'data.split.fractions' must be a list of numbers > 0, got {fractions!r}")
+    _check_types("data.split", data["split"], {"seed": TRAINING_TYPES["seed"]})
 
     training = dict(config.get("training") or {})
     _check_keys("training", training, TRAINING_DEFAULTS)
+    _check_types("training", training, TRAINING_TYPES)
     training = {**TRAINING_DEFAULTS, **training}
+    if not isinstance(config["output"], str):
+        raise ValueError(f"config: 'output' must be a folder path, got {config['output']!r}")
     if transfer:
         return {
             "data": data,
@@ -118,8 +177,14 @@ def load_config(path):
     _check_keys("model", model, ("name", "params"))
     if "name" not in model:
         raise ValueError("config: 'model' needs a 'name'")
-    model = {"name": model["name"], "params": dict(model.get("params") or {})}
+    params = model.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"config: 'model.params' must be a mapping, got {params!r}")
+    model = {"name": model["name"], "params": dict(params)}
 
+    for key in ("features", "tasks"):
+        if not isinstance(config[key], list):
+            raise ValueError(f"config: '{key}' must be a list, got {config[key]!r}")
     domain = config["domain"]
     domain = {"column": domain} if isinstance(domain, str) else domain
     features, domain, tasks = specs_lib.normalize_specs(config["features"], domain, config["tasks"])

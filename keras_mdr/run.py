@@ -8,11 +8,15 @@ import keras
 
 from keras_mdr.models.registry import build_model
 from keras_mdr.training.report import format_report
+from keras_mdr.training.report_plot import history_for_json, plot_report
 from keras_mdr.training.trainer import train
 from keras_mdr.transfer.new_domain import add_domain
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+REPORT_PLOT = "report.png"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def save_model(model, output_dir):
@@ -59,8 +63,11 @@ def train_and_evaluate(
 ):
     """Builds `model_name`, trains it with early stopping and checkpoints, evaluates and saves.
 
-    Writes `output_dir/model.keras` and `output_dir/metrics.json`
-    (`{"validation": M, "test": M}`, `M` as `MultiDomainModel.evaluate_report`).
+    Writes `output_dir/model.keras`, `output_dir/metrics.json`
+    (`{"validation": M, "test": M}`, `M` as `MultiDomainModel.evaluate_report`),
+    `output_dir/history.json` (each metric per epoch), `output_dir/report.png`
+    (`plot_report`; needs matplotlib) and, with `training["tensorboard"]`,
+    TensorBoard logs in `output_dir/tensorboard`.
     An interrupted run resumes from `output_dir/backup` when run again.
 
     Returns:
@@ -123,7 +130,7 @@ def transfer_and_evaluate(
 def fit_evaluate_save(model, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print):
     """Trains `model` with early stopping and checkpoints, evaluates it per domain, saves model and metrics."""
     backup_dir = os.path.join(output_dir, "backup")
-    train(
+    history = train(
         model,
         train_frame,
         validation_frame,
@@ -134,9 +141,25 @@ def fit_evaluate_save(model, train_frame, validation_frame, test_frame, training
         jit_compile=training["jit_compile"],
         seed=training["seed"],
         verbose=verbose,
+        tensorboard_dir=os.path.join(output_dir, TENSORBOARD_DIR) if training.get("tensorboard") else None,
     )
     metrics = evaluate_splits(model, {"validation": validation_frame, "test": test_frame}, echo=echo)
     save_model(model, output_dir)
     write_json(metrics, os.path.join(output_dir, METRICS_FILE))
+    history = history_for_json(history.history)
+    write_json(history, os.path.join(output_dir, HISTORY_FILE))
+    write_report_plot(metrics, os.path.join(output_dir, REPORT_PLOT), history, echo=echo)
     shutil.rmtree(backup_dir, ignore_errors=True)
     return metrics
+
+
+def write_report_plot(metrics, path, history=None, echo=print, required=False):
+    """Writes the report PNG (`plot_report`); without matplotlib, says how to get it (or raises if `required`)."""
+    try:
+        plot_report(metrics, path, history, title=os.path.basename(os.path.dirname(os.path.abspath(path))))
+    except ImportError as error:
+        if required:
+            raise
+        echo(f"\n{error} (for {path}).")
+        return None
+    return path

@@ -10,6 +10,8 @@ makes a built model independent of the data it was adapted on.
 import dataclasses
 import math
 
+from keras_mdr.did_you_mean import did_you_mean
+
 STRING = "string"
 INT64 = "int64"
 BINARY = "binary"
@@ -222,13 +224,15 @@ def feature_from_config(config):
     if kind not in FEATURE_TYPES:
         raise ValueError(
             f"Feature '{config['name']}': type must be one of {sorted(FEATURE_TYPES)}, got {kind!r}"
+            f"{did_you_mean(str(kind), FEATURE_TYPES)}"
         )
     cls = FEATURE_TYPES[kind]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(
-            f"Feature '{config['name']}' ({kind}): unknown keys {unknown}; allowed: {sorted(known)}"
+            f"Feature '{config['name']}' ({kind}): unknown keys {unknown}{did_you_mean(unknown, known)}; "
+            f"allowed: {sorted(known)}"
         )
     return cls(**config)
 
@@ -316,7 +320,10 @@ class Domain:
             raise ValueError(f"domain must be a dict with a 'column', got {config!r}")
         unknown = sorted(set(config) - {"column", "values", "dtype"})
         if unknown:
-            raise ValueError(f"domain: unknown keys {unknown}; allowed: ['column', 'dtype', 'values']")
+            raise ValueError(
+                f"domain: unknown keys {unknown}{did_you_mean(unknown, ['column', 'dtype', 'values'])}; "
+                "allowed: ['column', 'dtype', 'values']"
+            )
         return cls(**config)
 
 
@@ -367,7 +374,10 @@ class Task:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"Task '{config['name']}': unknown keys {unknown}; allowed: {sorted(known)}")
+            raise ValueError(
+                f"Task '{config['name']}': unknown keys {unknown}{did_you_mean(unknown, known)}; "
+                f"allowed: {sorted(known)}"
+            )
         return cls(**config)
 
 

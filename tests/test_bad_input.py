@@ -82,7 +82,7 @@ def test_empty_data_is_rejected(model, data):
 
 
 def test_unknown_model_name_lists_the_models(data):
-    with pytest.raises(ValueError, match="Unknown model 'mmmoe'; available: .*shared_bottom"):
+    with pytest.raises(ValueError, match=r"Unknown model 'mmmoe' \(did you mean 'mmoe'\?\); available: .*shared_bot"):
         km.build_model("mmmoe", features=data.features, domain=data.domain, tasks=data.tasks)
 
 

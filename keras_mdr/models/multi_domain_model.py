@@ -28,6 +28,7 @@ from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embed
 from keras_mdr.models import transfer_plan
 from keras_mdr.models.domain_freeze import DomainFreeze
 from keras_mdr.training.metrics import TaskMetrics, binary_logloss
+from keras_mdr.training.progress import with_progress_logger
 
 LOSS_REDUCTIONS = ("pooled", "domain_task_mean")
 
@@ -390,12 +391,18 @@ class MultiDomainModel(keras.Model):
             self._domain_freeze.value.restore()
 
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, shuffle=True, seed=None, **kwargs):
-        """`keras.Model.fit` on raw data (see `make_dataset`); labels come from `x`'s columns."""
+        """`keras.Model.fit` on raw data (see `make_dataset`); labels come from `x`'s columns.
+
+        The progress bar shows the loss and each task's AUC, and a table per
+        domain and task follows each epoch (`keras_mdr.training.ProgressLogger`);
+        the logs and the `History` hold every metric.
+        """
         if y is not None:
             raise ValueError("Pass labels as columns of `x`; `y` is not used by keras_mdr models")
         x = self.make_dataset(x, batch_size, shuffle=shuffle, seed=seed)
         if validation_data is not None:
             validation_data = self.make_dataset(validation_data, batch_size)
+        kwargs["callbacks"] = with_progress_logger(kwargs.get("callbacks"))
         # Shuffling already happened in the pipeline; Keras cannot shuffle a dataset.
         return super().fit(x, validation_data=validation_data, shuffle=False, **kwargs)
 
@@ -403,6 +410,7 @@ class MultiDomainModel(keras.Model):
         """`keras.Model.evaluate` on raw data (see `make_dataset`)."""
         if y is not None:
             raise ValueError("Pass labels as columns of `x`; `y` is not used by keras_mdr models")
+        kwargs["callbacks"] = with_progress_logger(kwargs.get("callbacks"))
         return super().evaluate(self.make_dataset(x, batch_size), **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):

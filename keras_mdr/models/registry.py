@@ -2,6 +2,7 @@
 
 import inspect
 
+from keras_mdr.did_you_mean import did_you_mean
 from keras_mdr.features.adapt import adapt
 
 _MODELS = {}
@@ -29,7 +30,9 @@ def list_models():
 
 def model_class(name):
     if name not in _MODELS:
-        raise ValueError(f"Unknown model {name!r}; available: {', '.join(list_models())}")
+        raise ValueError(
+            f"Unknown model {name!r}{did_you_mean(str(name), _MODELS)}; available: {', '.join(list_models())}"
+        )
     return _MODELS[name]
 
 
@@ -69,7 +72,7 @@ def build_model(name, features, domain, tasks, data=None, **hyper_params):
     unknown = sorted(set(hyper_params) - set(allowed) - set(_BASE_PARAMETERS))
     if unknown:
         raise ValueError(
-            f"Model {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+            f"Model {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}{did_you_mean(unknown, allowed)}; "
             f"its hyper-parameters are: {', '.join(sorted(allowed))}"
         )
     if data is not None:

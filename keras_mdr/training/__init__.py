@@ -9,4 +9,7 @@ from keras_mdr.training.expert_utilization import (
     report_expert_utilization,
 )
 from keras_mdr.training.metrics import TaskMetrics, binary_logloss
+from keras_mdr.training.progress import ProgressLogger
+from keras_mdr.training.report import format_report
+from keras_mdr.training.tensorboard import ExpertUtilizationImages, tensorboard_callbacks
 from keras_mdr.training.trainer import train

@@ -1,5 +1,7 @@
 """Per-domain tables of what a model's routing layers do, computed on raw rows at inference."""
 
+import warnings
+
 import keras
 import numpy as np
 import pandas as pd
@@ -20,7 +22,10 @@ def find_layer(model, layer_class, layer_name=None):
 
 def probe_batches(model, data, tensors, batch_size=None):
     """Yields, per batch of raw `data`, the values of the symbolic `tensors` of the model's graph at inference."""
-    probe = keras.Model(model.input, tensors)
+    with warnings.catch_warnings():
+        # The core's inputs are keyed by feature name on purpose (see `core_inputs`).
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        probe = keras.Model(model.input, tensors)
     for batch in model.make_dataset(data, batch_size, labels=False):
         yield keras.tree.map_structure(np.asarray, probe(batch, training=False))
 

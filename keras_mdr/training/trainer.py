@@ -5,6 +5,7 @@ import os
 import keras
 
 from keras_mdr.training.callbacks import ResumableEarlyStopping
+from keras_mdr.training.tensorboard import tensorboard_callbacks
 
 
 def train(
@@ -22,6 +23,7 @@ def train(
     seed=None,
     verbose="auto",
     callbacks=(),
+    tensorboard_dir=None,
 ):
     """Compiles `model` with Adam and fits it on raw data.
 
@@ -46,6 +48,10 @@ def train(
         seed: shuffle seed.
         verbose: Keras verbosity (progress bars by default).
         callbacks: more Keras callbacks.
+        tensorboard_dir: write TensorBoard logs there: every metric per epoch,
+            per (domain, task) included, and CESAA's expert-utilisation heat
+            map (`keras_mdr.training.tensorboard`; `pip install
+            'keras-mdr[tensorboard]'`).
 
     Returns:
         The Keras `History`.
@@ -54,6 +60,9 @@ def train(
     # Built now so that BackupAndRestore also restores the optimizer's state (Adam's moments).
     model.optimizer.build(model.trainable_variables)
     callbacks = list(callbacks)
+    if tensorboard_dir is not None:
+        heat_map_rows = validation_data if validation_data is not None else train_data
+        callbacks += tensorboard_callbacks(model, tensorboard_dir, heat_map_rows)
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
     if early_stopping_patience is not None:
