@@ -125,7 +125,7 @@ def _future_check(encoder, width):
     np.testing.assert_allclose(np.asarray(encoder(padded, mask))[0, 2:], base[0, 2:], atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["pretrained", "houlsby", "parallel", "lora", "compacter", "kadapter"])
+@pytest.mark.parametrize("method", ["pretrained", "houlsby", "pfeiffer", "parallel", "lora", "compacter", "kadapter"])
 def test_no_position_of_the_user_encoder_sees_the_future_or_the_padding(method, pretrained, data):
     model = pretrained if method == "pretrained" else transrec.transfer(pretrained, data[1], method, **SMALL_ADAPTERS)
     encoder = model.user_encoder
@@ -264,6 +264,8 @@ def test_bad_input_gets_clear_errors(pretrained, data):
         pretrained.user_encoder(np.zeros((1, 7, DIM), "float32"), np.ones((1, 7), bool))
     with pytest.raises(ValueError, match=r"histories \[1\] have no item id of the catalogue"):
         transrec.recommend(pretrained, [[source.item_ids[0]], ["nope"]])
+    with pytest.raises(ValueError, match=r"histories \[0\] have no item id of the catalogue"):
+        transrec.recommend(pretrained, [[], [source.item_ids[0]]])  # an empty history
     with pytest.raises(ValueError, match="method must be one of"):
         transrec.transfer(pretrained, target, "adapter")
     id_model = transrec.build_transrec(source, "id", **TINY)

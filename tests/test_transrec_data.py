@@ -85,7 +85,8 @@ def test_amazon_histories_are_read_in_order_without_repeats():
     [
         (lambda i, t: (i.drop(columns="timestamp"), t), "missing timestamp column 'timestamp'"),
         (lambda i, t: (i, t[t.item_id != "d"]), "no row in the item table, e.g. 'd'"),
-        (lambda i, t: (i, t.assign(title=["A", "B", "", "D", "E", "F"])), "empty text, e.g. item 'c'"),
+        (lambda i, t: (i, t.assign(title=["A", "B", "", "D", "E", "F"])), "empty \\(or blank\\) text, e.g. item 'c'"),
+        (lambda i, t: (i, t.assign(title=["A", "B", None, "D", "E", "F"])), "empty \\(or blank\\) text, e.g. item 'c'"),
         (lambda i, t: (i, pd.concat([t, t.head(1)])), "item 'a' has more than one row"),
         (lambda i, t: (i[i.user_id == "u3"], t), "no user has 3 or more interactions"),
     ],
@@ -99,5 +100,14 @@ def test_bad_tables_get_errors_that_name_the_problem(change, message):
 def test_a_history_too_short_for_leave_one_out_is_an_error():
     with pytest.raises(ValueError, match="user 'u' has 2 items; leave-one-out needs at least 3"):
         km.data.SequenceData(["a", "b"], None, ["u"], [[1, 2]])
+    with pytest.raises(ValueError, match="user 'v' has 0 items; leave-one-out needs at least 3"):
+        km.data.SequenceData(["a", "b", "c"], None, ["u", "v"], [[1, 2, 3], []])
     with pytest.raises(ValueError, match="min_length must be >= 3"):
         km.data.sequences(*_tables(), min_length=2)
+
+
+def test_an_item_without_text_is_an_error_not_an_empty_title():
+    with pytest.raises(ValueError, match=r"1 items have an empty \(or blank\) text, e.g. item 'b'"):
+        km.data.SequenceData(["a", "b", "c"], ["A", "  ", "C"], ["u"], [[1, 2, 3]])
+    with pytest.raises(ValueError, match="2 item texts for 3 items"):
+        km.data.SequenceData(["a", "b", "c"], ["A", "B"], ["u"], [[1, 2, 3]])

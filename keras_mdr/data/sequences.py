@@ -62,10 +62,10 @@ class SequenceData:
                 raise ValueError(
                     f"{self.name}: {len(self.item_texts)} item texts for {len(self.item_ids)} items"
                 )
-            empty = np.flatnonzero(np.char.str_len(self.item_texts.astype(str)) == 0)
+            empty = np.flatnonzero(np.char.str_len(np.char.strip(self.item_texts.astype(str))) == 0)
             if len(empty):
                 raise ValueError(
-                    f"{self.name}: {len(empty)} items have an empty text, e.g. item "
+                    f"{self.name}: {len(empty)} items have an empty (or blank) text, e.g. item "
                     f"{str(self.item_ids[empty[0]])!r}; give every item a text or use an id-only data set"
                 )
         self.user_ids = np.asarray(self.user_ids, dtype=object).astype(str)
