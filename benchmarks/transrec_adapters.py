@@ -23,7 +23,6 @@ Usage:
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -33,25 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from records import load_results, save_results  # noqa: E402
 from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
 from keras_mdr import transrec  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "results", "transrec_adapters.json")
-
-
-def _load(path):
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return {"runs": []}
-
-
-def _save(results, path):
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def _train(model, data, args, learning_rate, epochs):
@@ -68,6 +55,7 @@ def _train(model, data, args, learning_rate, epochs):
         "best_val_ndcg@10": float(max(history.history["val_ndcg@10"])),
         "seconds_per_epoch": float(np.median(later)),
         "train_seconds": round(time.perf_counter() - start, 1),
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -86,8 +74,9 @@ def pretrained(source, args):
 
 def run(args):
     source, target = km.data.movielens_transfer(args.raw)
-    results = _load(args.out)
+    results = load_results(args.out)
     results["data"] = {"source": source.summary(), "target": target.summary()}
+    results["args"] = {k: v for k, v in vars(args).items() if k not in ("out", "markdown")}
     model, record = pretrained(source, args)
     if record is not None:
         results["pretrain"] = record
@@ -96,7 +85,7 @@ def run(args):
     if ("zero_shot", 0) not in done:
         zero = transrec.transfer(model, target, "finetune")
         results["runs"].append({"method": "zero_shot", "seed": 0, "test": transrec.full_ranking(zero, target)})
-        _save(results, args.out)
+        save_results(results, args.out)
     for seed in args.seeds:
         for method in args.methods:
             if (method, seed) in done:
@@ -108,13 +97,13 @@ def run(args):
             record.update(_train(adapted, target, args, lr, args.epochs))
             record["test"] = transrec.full_ranking(adapted, target, "test")
             results["runs"].append(record)
-            _save(results, args.out)
+            save_results(results, args.out)
             print(record, flush=True)
             keras.backend.clear_session()
 
 
 def markdown(path):
-    results = _load(path)
+    results = load_results(path)
     rows = ["| method | HR@10 | NDCG@10 | trainable params | share | s/epoch | epochs |", "|---|---:|---:|---:|---:|---:|---:|"]
     methods = list(dict.fromkeys(r["method"] for r in results["runs"]))
     for method in methods:

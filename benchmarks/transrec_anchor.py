@@ -6,20 +6,24 @@ before validates. SASRec d = 64, 2 blocks, 2 heads, dropout `--dropout`,
 max length `--max-length`, windows covering each training history, batch
 128, Adam 1e-3, up to 200 epochs with early stopping on validation NDCG@10
 (patience 5, best epoch restored), loss `bce` (one sampled negative per
-position, Adapter4Rec's) or `sampled_softmax` (in-batch), seeds 0, 1, 2.
+position, Adapter4Rec's) or `sampled_softmax` (in-batch), seeds 0, 1, 2
+(the outer loop). Resumable: runs already in `--out` are skipped.
 
 Usage:
     python benchmarks/transrec_anchor.py --raw ../shared/data/ml-100k/raw
 """
 
 import argparse
-import json
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from records import load_results, save_results  # noqa: E402
+from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
 from keras_mdr import transrec  # noqa: E402
@@ -40,27 +44,40 @@ def main():
     args = parser.parse_args()
 
     data = km.data.movielens_sequences(args.raw)
-    results = {"data": data.summary(), "args": vars(args), "runs": []}
-    for loss in args.losses:
-        for seed in args.seeds:
+    results = load_results(args.out)
+    results.update(data=data.summary(), args=vars(args))
+    done = {(r["loss"], r["seed"]) for r in results["runs"]}
+    # Seeds outer: a partial file already holds every loss once.
+    for seed in args.seeds:
+        for loss in args.losses:
+            if (loss, seed) in done:
+                continue
             keras.utils.set_random_seed(seed)
             model = transrec.build_transrec(
                 data, "id", max_length=args.max_length, dropout=args.dropout, loss=loss, windows="all"
             )
+            timer = EpochTrainTimer()
             history = km.training.train(
                 model, data, data, epochs=args.epochs, batch_size=128, early_stopping_patience=args.patience,
-                monitor="val_ndcg@10", verbose=0,
+                monitor="val_ndcg@10", verbose=0, callbacks=[timer],
             )
-            run = {"loss": loss, "seed": seed, "epochs": len(history.epoch), "test": transrec.full_ranking(model, data)}
+            run = {
+                "loss": loss,
+                "seed": seed,
+                "epochs": len(history.epoch),
+                "seconds_per_epoch": float(np.median(timer.seconds[1:] or timer.seconds)),
+                "load_average": os.getloadavg()[0],
+                "test": transrec.full_ranking(model, data),
+            }
             results["runs"].append(run)
+            save_results(results, args.out)
             print(run, flush=True)
-            with open(args.out, "w") as f:
-                json.dump(results, f, indent=1)
+            keras.backend.clear_session()
     for loss in args.losses:
         runs = [r["test"] for r in results["runs"] if r["loss"] == loss]
         for metric in ("hr@10", "ndcg@10"):
             values = [r[metric] for r in runs]
-            print(f"{loss} {metric}: {np.mean(values):.4f} ± {np.std(values):.4f}")
+            print(f"{loss} {metric}: {np.mean(values):.4f} ± {np.std(values):.4f} ({len(values)} seeds)")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def main():
         "data": data.summary(),
         "batch_size": args.batch_size,
         "dropout": args.dropout,
+        "load_average": os.getloadavg(),
         "train_sequences_per_s": {"xla": summary(train[True]), "no_xla": summary(train[False])},
         "train_xla_speedup": float(np.median(np.array(train[True]) / np.array(train[False]))),
         "eval_users_per_s": {"xla": summary(evaluate[True]), "no_xla": summary(evaluate[False])},
