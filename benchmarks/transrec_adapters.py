@@ -104,19 +104,23 @@ def run(args):
 
 def markdown(path):
     results = load_results(path)
-    rows = ["| method | HR@10 | NDCG@10 | trainable params | share | s/epoch | epochs |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| method | seeds | HR@10 | NDCG@10 | trainable params | share | s/epoch | epochs | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     methods = list(dict.fromkeys(r["method"] for r in results["runs"]))
     for method in methods:
         runs = [r for r in results["runs"] if r["method"] == method]
         hr = [r["test"]["hr@10"] for r in runs]
         ndcg = [r["test"]["ndcg@10"] for r in runs]
         if method == "zero_shot":
-            rows.append(f"| zero_shot (no training) | {hr[0]:.4f} | {ndcg[0]:.4f} | 0 | 0 | - | - |")
+            rows.append(f"| zero_shot (no training) | - | {hr[0]:.4f} | {ndcg[0]:.4f} | 0 | 0 | - | - | - |")
             continue
         rows.append(
-            f"| {method} | {np.mean(hr):.4f} ± {np.std(hr):.4f} | {np.mean(ndcg):.4f} ± {np.std(ndcg):.4f} "
+            f"| {method} | {len(runs)} | {np.mean(hr):.4f} ± {np.std(hr):.4f} | {np.mean(ndcg):.4f} ± {np.std(ndcg):.4f} "
             f"| {runs[0]['trainable']:,} | {100 * runs[0]['share']:.1f}% "
-            f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} |"
+            f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
+            f"| {np.mean([r.get('load_average', np.nan) for r in runs]):.0f} |"
         )
     print("\n".join(rows))
 
