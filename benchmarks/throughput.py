@@ -5,7 +5,9 @@ is its own; each number is the median of `--repeats` timed runs after a
 warm-up run that traces and compiles. Batches are preprocessed once and cached, so the numbers measure
 the model's numeric core (the `tf.data` preprocessing runs in parallel with
 training in real use). Peak memory is the process's peak resident set size
-on CPU, or TensorFlow's peak device allocation on GPU.
+on CPU, or TensorFlow's peak device allocation on GPU. Each result is added
+to `--out` as it finishes, with the load average at its end; (model, jit_compile)
+pairs already there are skipped, so a stopped run resumes.
 
 Usage:
     python benchmarks/throughput.py --models shared_bottom mmoe --out benchmarks/results/throughput.json
@@ -66,6 +68,7 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
         "parameters": model.count_params(),
         "device": "GPU" if gpus else "CPU",
         **memory,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -73,13 +76,14 @@ def markdown(results):
     """A markdown table of a results file."""
     memory = "peak_gpu_mib" if "peak_gpu_mib" in results[0] else "peak_rss_mib"
     lines = [
-        f"| model | jit_compile | train ex/s | predict ex/s | parameters | {memory} |",
-        "|---|---|---:|---:|---:|---:|",
+        f"| model | jit_compile | train ex/s | predict ex/s | parameters | {memory} | load average (1 min) |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        load = f"{r['load_average'][0]:.1f}" if "load_average" in r else "-"
         lines.append(
             f"| {r['model']} | {r['jit_compile']} | {r['train_examples_per_second']:,} | "
-            f"{r['predict_examples_per_second']:,} | {r['parameters']:,} | {r[memory]:,} |"
+            f"{r['predict_examples_per_second']:,} | {r['parameters']:,} | {r[memory]:,} | {load} |"
         )
     return "\n".join(lines)
 
@@ -104,18 +108,20 @@ def main():
         print(json.dumps(measure(variant, jit == "True", args.data, args.batch_size, args.steps, args.repeats)))
         return
 
-    results = []
+    results = json.load(open(args.out)) if os.path.exists(args.out) else []
     for variant in args.models:
         for jit in (False, True):
+            if any((r["model"], r["jit_compile"]) == (variant, jit) for r in results):
+                continue
             command = [sys.executable, __file__, "--one", variant, str(jit), "--data", args.data,
                        "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             result = json.loads(output.strip().splitlines()[-1])
             results.append(result)
             print(json.dumps(result), flush=True)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
+            os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

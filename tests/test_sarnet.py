@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from model_probes import layer_outputs
 
 import keras_mdr as km
@@ -23,9 +24,33 @@ def with_history(data, seed=0):
     return data._replace(frame=frame, features=features)
 
 
-def test_sarnet_with_behaviour_attention_passes_model_test_case():
+@pytest.fixture(scope="module")
+def behaviour_model():
+    """SAR-Net with its behaviour attention, trained by `run_model_test`, and its data."""
+    data = with_history(tiny_synthetic(600))
     behaviour = {"behavior_feature": "history", "target_feature": "item_id"}
-    run_model_test("sarnet", {**TINY, **behaviour}, data=with_history(tiny_synthetic(600)))
+    return run_model_test("sarnet", {**TINY, **behaviour}, data=data), data
+
+
+def test_sarnet_with_behaviour_attention_passes_model_test_case(behaviour_model):
+    model, _ = behaviour_model
+    assert any(isinstance(layer, layers.ScenarioBehaviorAttention) for layer in model.layers)
+
+
+def test_sarnet_with_behaviour_attention_exports_and_its_signature_agrees_with_keras(behaviour_model, tmp_path):
+    # The serving test covers every model with its defaults; SAR-Net's default has no behaviour sequence.
+    model, data = behaviour_model
+    rows = data.frame.iloc[:64].reset_index(drop=True)
+    rows.loc[::4, "history"] = ""  # no behaviour at all
+    rows.loc[1::4, "history"] = "i-never-seen|i3"
+    expected = model.predict(rows, batch_size=len(rows))
+    version_dir = km.export_saved_model(model, tmp_path / "mdr", warmup_data=rows)
+    columns, _ = km.data.prepare_columns(rows, model.features, model.domain)
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    for size in (len(rows), 1):
+        served = serve(**{k: tf.constant(v[:size]) for k, v in columns.items()})
+        for task, values in expected.items():
+            np.testing.assert_allclose(served[task].numpy(), values[:size], atol=1e-5, err_msg=f"{task}, batch {size}")
 
 
 def _attention_rows(batch):
