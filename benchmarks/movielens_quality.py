@@ -7,10 +7,10 @@ epochs with early stopping on validation AUC (patience 4, best epoch restored),
 3 seeds for initialisation and shuffling. `--tasks click like` adds the second
 task like = rating == 5.
 
-Each finished run is appended to `--runs` (one JSON record a line) and skipped
-when the script runs again, so a stopped grid resumes where it stopped; seeds
-are the outer loop, so a partial grid has every model at the first seeds. The
-summary of a model in `--out` covers all its recorded runs.
+Each finished run is added to `--runs` and skipped when the script runs again,
+so a stopped grid resumes where it stopped; seeds are the outer loop, so a
+partial grid has every model at the first seeds. The summary of a model in
+`--out` covers all its recorded runs.
 
 Usage:
     python benchmarks/movielens_quality.py --data ../shared/data/ml-100k/ml-100k.csv.gz \
@@ -20,12 +20,15 @@ Usage:
 import argparse
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from records import load_results, save_results  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
 from keras_mdr.data import public  # noqa: E402
@@ -108,8 +111,8 @@ def main():
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--out", default="benchmarks/results/movielens_quality.json")
-    parser.add_argument("--runs", default="benchmarks/results/movielens_quality_runs.jsonl",
-                        help="one JSON record per finished run; runs already in it are skipped")
+    parser.add_argument("--runs", default="benchmarks/results/movielens_quality_runs.json",
+                        help="every finished run; runs already in it are skipped")
     parser.add_argument("--markdown", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     if args.markdown:
@@ -120,18 +123,17 @@ def main():
     data = public.movielens(args.data, tasks=args.tasks, embedding_dim=16)
     splits = km.data.random_split(data.frame, (0.8, 0.1, 0.1), seed=args.split_seed)
     key = "+".join(args.tasks)
-    done = []
-    if os.path.exists(args.runs):
-        done = [json.loads(line) for line in open(args.runs) if line.strip()]
+    for path in (args.runs, args.out):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    recorded = load_results(args.runs)
+    done = recorded["runs"]
     for seed in args.seeds:
         for variant in args.models:
             if any((r["tasks"], r["model"], r["seed"]) == (key, variant, seed) for r in done):
                 continue
             record = {"tasks": key, "model": variant, **run_one(variant, data, splits, seed, args)}
             done.append(record)
-            os.makedirs(os.path.dirname(args.runs) or ".", exist_ok=True)
-            with open(args.runs, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            save_results(recorded, args.runs)
             line = " ".join(f"{t}: {record['test']['tasks'][t]['auc']:.4f}" for t in args.tasks)
             print(f"{variant:>16} [{key}] seed {seed} test AUC {line} epochs {record['epochs']}", flush=True)
 
@@ -140,9 +142,8 @@ def main():
         runs = sorted((r for r in done if (r["tasks"], r["model"]) == (key, variant)), key=lambda r: r["seed"])
         runs = [{k: v for k, v in r.items() if k not in ("tasks", "model")} for r in runs]
         results.setdefault(key, {})[variant] = {"runs": runs, "summary": summarise(runs, args.tasks, data.domain.names)}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
+    save_results(results, args.out)
+
 
 if __name__ == "__main__":
     main()

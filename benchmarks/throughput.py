@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from movielens_quality import VARIANTS  # noqa: E402
+from records import save_results  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 
@@ -108,6 +109,7 @@ def main():
         print(json.dumps(measure(variant, jit == "True", args.data, args.batch_size, args.steps, args.repeats)))
         return
 
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     results = json.load(open(args.out)) if os.path.exists(args.out) else []
     for variant in args.models:
         for jit in (False, True):
@@ -119,9 +121,7 @@ def main():
             result = json.loads(output.strip().splitlines()[-1])
             results.append(result)
             print(json.dumps(result), flush=True)
-            os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-            with open(args.out, "w") as f:
-                json.dump(results, f, indent=1)
+            save_results(results, args.out)
 
 
 if __name__ == "__main__":
