@@ -9,12 +9,13 @@ import os
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
 import keras_mdr as km
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
-from keras_mdr.layers import DomainBottleneckAdapter, DomainLoRA, DomainNormalization
+from keras_mdr.layers import DomainBottleneckAdapter, DomainLoRA, DomainNormalization, FeatureEmbedding
 from keras_mdr.layers.adapters.domain_lora import HOSTS
 from keras_mdr.testing import run_layer_test, tiny_synthetic
 from keras_mdr.testing.serving_checks import tiny_hyper_parameters
@@ -78,13 +79,19 @@ def batches():
     return {"old": _batch(OLD, extended), "new": _batch(NEW, extended), "mixed": _batch(DATA.frame, extended)}
 
 
+def _tables(model):
+    """Paths of the embedding tables of the model's `FeatureEmbedding`s."""
+    return {t.embeddings.path for l in model.layers if isinstance(l, FeatureEmbedding) for t in l.tables}
+
+
 def _per_domain(source, model):
-    """`{path: (source value, new value, axis, rows per domain)}` of the weights that grew."""
+    """`{path: (source value, new value, axis, rows per domain)}` of the weights that grew with the domains."""
     grown = {}
     source_weights = {v.path: v for v in source.weights}
+    tables = _tables(model)  # they grow with the new domain's ids, not with the domain count
     for variable in model.weights:
         old = source_weights.get(variable.path)
-        if old is not None and tuple(old.shape) != tuple(variable.shape):
+        if old is not None and tuple(old.shape) != tuple(variable.shape) and variable.path not in tables:
             axis = [a for a, (o, n) in enumerate(zip(old.shape, variable.shape)) if o != n][0]
             grown[variable.path] = (np.asarray(old), np.asarray(variable), axis, old.shape[axis] // 2)
     return grown
@@ -194,23 +201,82 @@ def test_each_method_trains_its_own_set_of_weights(method):
         assert trainable == source_trainable
         assert report["trainable"] == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         return
-    assert trainable == (grown & source_trainable) | inserted
+    # The user table grew with d2's users (test_ids_first_seen_in_the_new_domain_...): only it of the tables.
+    tables = {v.path: v for v in model.weights if v.path in _tables(model)}
+    source_shapes = {v.path: tuple(v.shape) for v in source.weights}
+    new_ids = {p for p, v in tables.items() if tuple(v.shape) != source_shapes[p]}
+    assert new_ids and new_ids == {p for p in tables if "user_id" in p}
+    assert trainable == (grown & source_trainable) | inserted | new_ids
     assert bool(inserted) == (method != "head")
     kinds = {DomainBottleneckAdapter: "adapter", DomainLoRA: "lora"}
     assert {kinds[type(l)] for l in model.layers if type(l) in kinds} == ({method} - {"head"})
-    # Trainable: the new domain's third of every grown or inserted per-domain table (D = 3).
-    assert report["trainable"] == sum(int(np.prod(v.shape)) // 3 for v in model.trainable_weights)
+    # Trainable: the new domain's third of every grown or inserted per-domain table (D = 3), the new ids' rows.
+    sizes = model.transfer["vocabulary_sizes"]["user_id"]
+    new_rows = (sizes[2] - sizes[0]) * sum(int(tables[p].shape[1]) for p in new_ids)
+    per_domain = sum(int(np.prod(v.shape)) // 3 for v in model.trainable_weights if v.path not in new_ids)
+    assert report["trainable"] == per_domain + new_rows
     assert report["trainable"] < report["total"]
 
 
 def test_old_domains_stay_bit_for_bit_under_an_xla_fit(batches):
     model = km.transfer.add_domain(_cached_source("shared_bottom"), "d2", data=NEW, method="adapter")
     before = _predict(model, batches["old"])
+    users = model.get_layer("embedding").tables[0].embeddings
+    assert "user_id" in users.path
+    users_before = np.asarray(users)
     km.training.train(model, DATA.frame, epochs=1, batch_size=200, learning_rate=0.05, verbose=0)
     assert model.jit_compile
     after = _predict(model, batches["old"])
     for task in before:
         np.testing.assert_array_equal(after[task], before[task], err_msg=task)
+    known = model.transfer["vocabulary_sizes"]["user_id"][0] + 1  # the OOV row and the source's users
+    np.testing.assert_array_equal(np.asarray(users)[:known], users_before[:known])
+    assert not np.array_equal(np.asarray(users)[known:], users_before[known:]), "the new users' rows did not train"
+
+
+# Ids first seen in the new domain ---------------------------------------------
+
+
+def _model_batch(model, frame):
+    """`(core inputs, labels)` of `frame` through `model`'s own preprocessor."""
+    inputs, labels = km.data.prepare_columns(frame, model.features, model.domain, DATA.tasks)
+    core = model.preprocessor({k: tf.constant(v) for k, v in inputs.items()})
+    return core, {k: tf.constant(v) for k, v in labels.items()}
+
+
+def test_ids_first_seen_in_the_new_domain_get_own_rows_and_old_domains_still_map_them_to_oov():
+    source = _cached_source("mmoe")
+    model = km.transfer.add_domain(source, "d2", data=NEW, method="head")
+    old_users, users = source.features[0].vocabulary, model.features[0].vocabulary
+    new_users = sorted(set(NEW.user_id) - set(old_users))
+    assert new_users, "the test data has no user first seen in d2"
+    assert users[: len(old_users)] == old_users and sorted(users[len(old_users) :]) == new_users
+    assert model.transfer["vocabulary_sizes"] == {"user_id": [len(old_users)] * 2 + [len(users)]}
+    assert not km.transfer.add_domain(source, "d2", data=NEW, method="head", learn_new_ids=False).transfer[
+        "vocabulary_sizes"]
+    rare = km.transfer.add_domain(source, "d2", data=NEW, method="head", new_id_min_count=1000)
+    assert rare.features[0].vocabulary == old_users
+
+    # A new user: its own row in d2; sent as d0, the OOV row, as the source model maps it.
+    newcomer = NEW[NEW.user_id == new_users[0]].iloc[:1]
+    as_d0 = newcomer.assign(domain="d0")
+    core = _model_batch(model, pd.concat([newcomer, as_d0], ignore_index=True))[0]
+    assert core["user_id"].numpy().tolist() == [users.index(new_users[0]) + 1, 0]
+    table = model.get_layer("embedding").tables[0].embeddings
+    np.testing.assert_array_equal(np.asarray(table)[len(old_users) + 1 :], np.asarray(table)[[0] * len(new_users)])
+
+    # Old domains, some rows with a new user: bit-for-bit the source model's predictions, before and after training.
+    old = OLD.copy()
+    old.loc[:20, "user_id"] = new_users[0]
+    expected = _predict(source, _batch(old, SOURCE_DOMAIN))
+    before = np.asarray(table)
+    for moment in ("before", "after"):
+        for task, values in _predict(model, _model_batch(model, old)).items():
+            np.testing.assert_array_equal(values, expected[task], err_msg=f"{task} {moment} training")
+        _train_step(model, _model_batch(model, DATA.frame))
+    after = np.asarray(table)
+    np.testing.assert_array_equal(after[: len(old_users) + 1], before[: len(old_users) + 1])
+    assert np.all(np.any(after[len(old_users) + 1 :] != before[len(old_users) + 1 :], axis=1)), "a new row is fixed"
 
 
 # One model per kind of LoRA host: MLPBlock, ExpertBank, Dense, HyperNetwork.
@@ -315,9 +381,11 @@ def test_transferred_model_saves_exports_and_serves_old_and_new_domains(tmp_path
 
     source = _cached_source("mmoe")
     model = km.transfer.add_domain(source, "d2", data=NEW, method="lora", rank=2)
-    _train_step(model, batches["mixed"], keras.optimizers.Adam(0.05))
+    _train_step(model, _model_batch(model, DATA.frame), keras.optimizers.Adam(0.05))
     rows = DATA.frame.iloc[:64].drop(columns=["click", "like"]).reset_index(drop=True)
     assert set(rows.domain) == {"d0", "d1", "d2"}
+    new_users = set(model.features[0].vocabulary) - set(source.features[0].vocabulary)
+    assert new_users & set(rows.user_id[rows.domain == "d2"]), "no served row has a user first seen in d2"
     expected = model.predict(rows, batch_size=64)
 
     path = tmp_path / "model.keras"
@@ -389,6 +457,8 @@ def test_unknown_method_and_init_from_are_refused(saved_source):
         km.transfer.add_domain(saved_source, "d2", data=NEW, method="prompt")
     with pytest.raises(ValueError, match=r"init_from must name a domain of the model \['d0', 'd1'\], got 'd7'"):
         km.transfer.add_domain(saved_source, "d2", data=NEW, init_from="d7")
+    with pytest.raises(ValueError, match="new_id_min_count must be an integer >= 1 or None, got 0"):
+        km.transfer.add_domain(saved_source, "d2", data=NEW, new_id_min_count=0)
 
 
 def test_readme_transfer_example_runs(tmp_path, monkeypatch):

@@ -44,6 +44,28 @@ def adapt_feature(feature, frame, what="data"):
     return dataclasses.replace(feature, vocabulary=vocabulary)
 
 
+def new_vocabulary(feature, frame, min_count, what="data"):
+    """Values of a vocabulary `feature`'s column in `frame` that its vocabulary lacks.
+
+    Args:
+        feature: an adapted categorical or multi-valued feature with a
+            vocabulary (not hashed).
+        frame: a DataFrame with the feature's column.
+        min_count: keep values seen at least this many times.
+
+    Returns:
+        The new values, most frequent first (ties by value), as `adapt_feature`
+        orders a vocabulary.
+    """
+    values = columns_lib.feature_values(frame, feature, what)
+    if feature.kind == "multi_categorical":
+        values = _split(values, feature)
+    counting = dataclasses.replace(feature, min_frequency=min_count, max_vocabulary_size=None, vocabulary=None)
+    known = set(feature.vocabulary)
+    new = [v for v in _vocabulary(values, counting) if v not in known]
+    return [int(v) for v in new] if feature.dtype == specs_lib.INT64 else new
+
+
 def adapt_domain(domain, frame, what="data"):
     """Returns `domain` with one domain per distinct value when it has no values yet."""
     if domain.is_adapted:

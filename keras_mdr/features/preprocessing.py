@@ -186,6 +186,12 @@ class Preprocessor(keras.Model):
     Args:
         features: adapted feature specs (or their dict forms).
         domain: the adapted `Domain`.
+        vocabulary_sizes: `None`, or `{feature name: [size per domain]}`:
+            domain d sees only the first `size[d]` values of that feature's
+            vocabulary and maps the others to the out-of-vocabulary row, as
+            a model that never learned them would (set by
+            `keras_mdr.transfer.add_domain` for ids first seen in a new
+            domain, so that the source domains keep their inputs).
 
     Call arguments:
         inputs: dict of raw columns, one `[B]` tensor per feature and one for
@@ -196,11 +202,12 @@ class Preprocessor(keras.Model):
         domain id under `DOMAIN_ID`.
     """
 
-    def __init__(self, features, domain, **kwargs):
+    def __init__(self, features, domain, vocabulary_sizes=None, **kwargs):
         super().__init__(**kwargs)
         self.features, self.domain, _ = specs_lib.normalize_specs(features, domain, ["_"])
         self.feature_layers = [_layer_for(f) for f in self.features]
         self.domain_index = DomainIndex(self.domain, name="domain_index")
+        self.vocabulary_sizes = _checked_sizes(vocabulary_sizes, self.features, self.domain)
 
     def input_signature(self):
         """`{column: tf.TensorSpec([None], dtype)}` for every raw input."""
@@ -215,15 +222,46 @@ class Preprocessor(keras.Model):
         missing = [name for name in self.input_signature() if name not in inputs]
         if missing:
             raise ValueError(f"Missing input columns {missing}")
-        outputs = {}
+        outputs = {DOMAIN_ID: self.domain_index(inputs[self.domain.column])}
         for feature, layer in zip(self.features, self.feature_layers):
-            outputs[feature.name] = layer(inputs[feature.name])
-        outputs[DOMAIN_ID] = self.domain_index(inputs[self.domain.column])
+            rows = layer(inputs[feature.name])
+            if feature.name in self.vocabulary_sizes:
+                rows = _visible_rows(rows, feature, self.vocabulary_sizes[feature.name], outputs[DOMAIN_ID])
+            outputs[feature.name] = rows
         return outputs
 
     def get_config(self):
         return {
             "features": [f.get_config() for f in self.features],
             "domain": self.domain.get_config(),
+            "vocabulary_sizes": self.vocabulary_sizes or None,
             "name": self.name,
         }
+
+
+def _checked_sizes(vocabulary_sizes, features, domain):
+    """`vocabulary_sizes` (see `Preprocessor`) checked against the specs, as `{name: [int]}`."""
+    by_name = {f.name: f for f in features}
+    checked = {}
+    for name, sizes in (vocabulary_sizes or {}).items():
+        feature = by_name.get(name)
+        if feature is None or feature.kind == "numeric" or feature.vocabulary is None:
+            raise ValueError(f"vocabulary_sizes: '{name}' is not a feature with a vocabulary")
+        sizes = [int(s) for s in sizes]
+        if len(sizes) != domain.num_domains or not all(0 <= s <= len(feature.vocabulary) for s in sizes):
+            raise ValueError(
+                f"vocabulary_sizes['{name}'] must give {domain.num_domains} sizes (one per domain) in "
+                f"[0, {len(feature.vocabulary)}], got {sizes}"
+            )
+        checked[name] = sizes
+    return checked
+
+
+def _visible_rows(rows, feature, sizes, domain_ids):
+    """`rows` with the values domain d does not see (vocabulary index >= sizes[d]) on the OOV row."""
+    # Single-valued rows: 0 OOV, vocabulary[i] -> i + 1. Multi-valued: 0 pads, 1 OOV, vocabulary[i] -> i + 2.
+    oov = 0 if feature.kind == "categorical" else 1
+    last = tf.gather(tf.constant(np.asarray(sizes, dtype=np.int32) + oov), domain_ids)
+    if feature.kind != "categorical":
+        last = last[:, None]
+    return tf.where(rows > last, oov, rows)

@@ -18,7 +18,10 @@ Which axis of a variable is its domain axis is read off its shape: the same
 model built with the source domains only (`reference`) has, on that one axis,
 `rows_per_domain * source_domains` rows where this model has
 `rows_per_domain * num_domains`. Per-(domain, task) tables are domain-major
-(row `d * T + t`), so the source rows are the leading ones.
+(row `d * T + t`), so the source rows are the leading ones. An embedding
+table whose vocabulary grew with ids first seen in a new domain is kept the
+same way: the reference has the source vocabulary, the new ids' rows come
+after the old ones, and only they train.
 """
 
 import math
@@ -55,6 +58,20 @@ def domain_axis(old_shape, new_shape, old_domains, new_domains, path):
     )
 
 
+def _grown_axis(old_shape, new_shape, path):
+    """The one axis along which a weight grew (its leading `old_shape[axis]` rows are the source's); `None`."""
+    old_shape, new_shape = tuple(old_shape), tuple(new_shape)
+    if old_shape == new_shape:
+        return None
+    differing = [a for a, (o, n) in enumerate(zip(old_shape, new_shape)) if o != n]
+    if len(old_shape) != len(new_shape) or len(differing) != 1 or new_shape[differing[0]] < old_shape[differing[0]]:
+        raise ValueError(
+            f"Cannot keep the source rows of weight '{path}': its shape goes from {old_shape} to {new_shape}, "
+            "which is not one axis that grew"
+        )
+    return differing[0]
+
+
 def _size(shape):
     return int(math.prod(shape))
 
@@ -73,7 +90,8 @@ class DomainFreeze:
     Args:
         model: the model with all its domains.
         reference: the same architecture built with the first
-            `source_domains` domains only (its weights' shapes are read).
+            `source_domains` domains and their vocabularies only (its
+            weights' shapes are read).
         source_domains: the number of leading domains to keep frozen.
     """
 
@@ -84,13 +102,12 @@ class DomainFreeze:
                 f"but {len(reference.weights)} with {source_domains}: its layout cannot be mapped"
             )
         self.source_domains = source_domains
-        self._frozen = []  # (variable, axis, source rows) of each per-domain variable
+        self._frozen = []  # (variable, axis, source rows) of each per-domain variable and grown table
         self._state = []  # shared non-trainable variables: state a layer may update in training
         for ref, variable in zip(reference.weights, model.weights):
-            found = domain_axis(ref.shape, variable.shape, source_domains, model.domain.num_domains, variable.path)
-            if found is not None:
-                axis, rows = found
-                self._frozen.append((variable, axis, rows * source_domains))
+            axis = _grown_axis(ref.shape, variable.shape, variable.path)
+            if axis is not None:
+                self._frozen.append((variable, axis, ref.shape[axis]))
             elif not variable.trainable:
                 self._state.append(variable)
         per_domain = {id(v) for v, _, _ in self._frozen}

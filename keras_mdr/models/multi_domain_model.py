@@ -168,7 +168,8 @@ class MultiDomainModel(keras.Model):
         self._hyper_parameters = _Untracked(dict(hyper_parameters or {}))
         # Held outside Keras' layer tracking: the lookups are not XLA-compilable,
         # and a tracked sublayer would silently turn `jit_compile` off.
-        self._preprocessor = _Untracked(Preprocessor(features, domain, name="preprocessor"))
+        sizes = (transfer or {}).get("vocabulary_sizes")
+        self._preprocessor = _Untracked(Preprocessor(features, domain, vocabulary_sizes=sizes, name="preprocessor"))
         self.task_metrics = [TaskMetrics(t.name, domain.names) for t in tasks]
         self._transfer = _Untracked(transfer)
         freeze = None
@@ -206,7 +207,13 @@ class MultiDomainModel(keras.Model):
         config = self.get_config()
         source = self.transfer["source_domains"]
         config["domain"] = dict(config["domain"], values=dict(list(self.domain.values.items())[:source]))
-        config["transfer"] = dict(self.transfer, method="finetune")
+        # Vocabularies as the source domains see them: the ids first seen in a new domain are its rows.
+        sizes = self.transfer.get("vocabulary_sizes") or {}
+        config["features"] = [
+            dict(f, vocabulary=f["vocabulary"][: max(sizes[f["name"]][:source])]) if f["name"] in sizes else f
+            for f in config["features"]
+        ]
+        config["transfer"] = dict(self.transfer, method="finetune", vocabulary_sizes=None)
         return type(self).from_config(config)
 
     def trainable_report(self, print_fn=print):

@@ -7,7 +7,13 @@ extended `Domain` and a `transfer` plan, a plain dict saved with the model:
      "source_domains": S,          # domains [0, S) keep their parameters (frozen methods)
      "adapter": None | {"bottleneck": m, "activation": ..., "dropout": ...,
                         "after": [layer names], "before": [layer names]},
-     "lora": None | {"rank": r, "alpha": a, "dropout": ..., "layers": [layer names], "merged": False}}
+     "lora": None | {"rank": r, "alpha": a, "dropout": ..., "layers": [layer names], "merged": False},
+     "vocabulary_sizes": None | {feature: [size per domain]}}   # ids first seen in new domains
+
+`vocabulary_sizes` names the features whose vocabulary grew with ids first
+seen in a new domain's data (appended, so every old id keeps its row); the
+`Preprocessor` maps the ids beyond a domain's size to the out-of-vocabulary
+row, so the source domains see exactly the inputs they saw before.
 
 `MultiDomainModel` passes its finished core graph through `insert_modules`,
 which adds a `DomainBottleneckAdapter` after each layer named in `after` and
@@ -32,9 +38,11 @@ def check_plan(plan, num_domains):
     """Checks a transfer plan (see the module docstring) and returns a normalised copy."""
     if not isinstance(plan, dict):
         raise ValueError(f"transfer must be a dict, got {plan!r}")
-    unknown = sorted(set(plan) - {"method", "source_domains", "adapter", "lora"})
+    unknown = sorted(set(plan) - {"method", "source_domains", "adapter", "lora", "vocabulary_sizes"})
     if unknown:
-        raise ValueError(f"transfer: unknown keys {unknown}; allowed: adapter, lora, method, source_domains")
+        raise ValueError(
+            f"transfer: unknown keys {unknown}; allowed: adapter, lora, method, source_domains, vocabulary_sizes"
+        )
     method = plan.get("method")
     if method not in METHODS:
         raise ValueError(f"transfer method must be one of {METHODS}, got {method!r}")
@@ -46,6 +54,7 @@ def check_plan(plan, num_domains):
         "source_domains": source,
         "adapter": None if plan.get("adapter") is None else dict(plan["adapter"]),
         "lora": None if plan.get("lora") is None else dict(plan["lora"]),
+        "vocabulary_sizes": None if plan.get("vocabulary_sizes") is None else dict(plan["vocabulary_sizes"]),
     }
 
 

@@ -6,9 +6,13 @@ domains keep their ids, the new ones come after) and a transfer plan (see
 model by layer, and each per-domain one (found by its shape, see
 `domain_axis`) grows along its domain axis by the new domains' rows, which
 start as the mean of the source domains' rows or as the rows of the domain
-named by `init_from`.
+named by `init_from`. Vocabularies may grow too, with the ids first seen in
+the new domains' rows (`learn_new_ids`): appended, so the old ids keep their
+rows, with table rows that start as the out-of-vocabulary row and that only
+the new domains see (`Preprocessor`'s `vocabulary_sizes`).
 """
 
+import dataclasses
 import os
 
 import keras
@@ -16,6 +20,7 @@ import numpy as np
 
 from keras_mdr import specs as specs_lib
 from keras_mdr.data import columns as columns_lib
+from keras_mdr.features.adapt import new_vocabulary
 from keras_mdr.layers.adapters.domain_bottleneck_adapter import DomainBottleneckAdapter
 from keras_mdr.layers.adapters.domain_lora import HOSTS, DomainLoRA
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding
@@ -94,6 +99,42 @@ def _check_data(data, model, domain, new_names):
             )
 
 
+def _new_domain_rows(data, domain, new_values):
+    frame = columns_lib.to_frame(data, "new domain data")
+    raw = [v for values in new_values.values() for v in values]
+    return frame[frame[domain.column].isin(raw)]
+
+
+def _extended_features(model, frame, min_count):
+    """The model's features with the ids of `frame` they lack appended, and `{name: old vocabulary size}`.
+
+    Only vocabularies that a `FeatureEmbedding` embeds grow (not hashed
+    features, nor a table a model builds itself, such as SARNet's behaviour
+    sequence).
+    """
+    embedded = {f["name"] for l in model.layers if isinstance(l, FeatureEmbedding) for f in l.sparse_fields}
+    features, grown = [], {}
+    for feature in model.features:
+        if feature.name in embedded and feature.kind != "numeric" and feature.vocabulary is not None:
+            count = feature.min_frequency if min_count is None else min_count
+            new = new_vocabulary(feature, frame, count, "new domain data")
+            if new:
+                grown[feature.name] = len(feature.vocabulary)
+                feature = dataclasses.replace(feature, vocabulary=list(feature.vocabulary) + new)
+        features.append(feature)
+    return features, grown
+
+
+def _vocabulary_sizes(previous, features, grown, source_domains, num_domains):
+    """`{feature: [vocabulary size each domain sees]}`: the new domains see the grown vocabularies."""
+    sizes = dict(previous or {})
+    for feature in features:
+        if feature.name in grown or feature.name in sizes:
+            old = sizes.get(feature.name, [grown.get(feature.name)] * source_domains)
+            sizes[feature.name] = list(old) + [len(feature.vocabulary)] * (num_domains - source_domains)
+    return sizes or None
+
+
 def _adapter_plan(model, bottleneck, activation, dropout):
     after = [layer.name for layer in model.layers if isinstance(layer, FeatureEmbedding)]
     before = [layer.name for layer in model.layers if isinstance(layer, DomainTaskTowers)]
@@ -137,9 +178,26 @@ def _grown(value, axis, rows, source_domains, new_domains, init_index, fresh):
     return np.moveaxis(grown.reshape((-1,) + moved.shape[1:]), 0, axis)
 
 
-def _copy_weights(source, target, init_index):
-    """Copies `source`'s weights into `target` layer by layer, growing the per-domain ones."""
+def _grown_tables(model, grown):
+    """`{id(table variable): OOV row}` of the `FeatureEmbedding` tables of the features in `grown`."""
+    tables = {}
+    for layer in model.layers:
+        if isinstance(layer, FeatureEmbedding):
+            for field, table in zip(layer.sparse_fields, layer.tables):
+                if field["name"] in grown:
+                    tables[id(table.embeddings)] = 0 if field["pooling"] is None else 1
+    return tables
+
+
+def _copy_weights(source, target, init_index, grown):
+    """Copies `source`'s weights into `target` layer by layer, growing the per-domain ones and the tables.
+
+    The rows of ids new to a table start as its out-of-vocabulary row: until
+    they train, the new domains' rows compute what they did before the ids
+    had rows.
+    """
     source_domains, num_domains = source.domain.num_domains, target.domain.num_domains
+    tables = _grown_tables(target, grown)
     # A new domain's statistics have not been measured: its first training batch sets them, as for any domain.
     unmeasured = {id(l.seen) for l in target._flatten_layers() if isinstance(l, DomainNormalization)}
     source_layers = {layer.name: layer for layer in source.layers}
@@ -154,6 +212,10 @@ def _copy_weights(source, target, init_index):
             raise ValueError(f"Layer '{layer.name}' of the new model has no counterpart in the source model")
         for old, new in pairs:
             value = keras.ops.convert_to_numpy(old)
+            if id(new) in tables:
+                oov = value[tables[id(new)]]
+                new.assign(np.concatenate([value, np.repeat(oov[None], new.shape[0] - value.shape[0], axis=0)]))
+                continue
             found = domain_axis(old.shape, new.shape, source_domains, num_domains, new.path)
             if found is not None:
                 axis, rows = found
@@ -176,6 +238,8 @@ def add_domain(
     rank=4,
     alpha=None,
     lora_dropout=0.0,
+    learn_new_ids=True,
+    new_id_min_count=None,
 ):
     """A copy of a trained model with one or more new domains, ready to train on them.
 
@@ -197,11 +261,19 @@ def add_domain(
     - `"finetune"`: everything trains (the baseline; the source domains'
       predictions move).
 
+    With `learn_new_ids` (the default), ids that the new domains' rows of
+    `data` bring and the model's vocabularies lack (a new domain's users,
+    say) get embedding rows of their own, appended to the tables and
+    starting as the out-of-vocabulary row; they train under every method
+    (under the frozen ones, only those rows of a table train). The source
+    domains keep mapping these ids to the out-of-vocabulary row, as before.
+
     With the three frozen methods the source domains' predictions stay
     bit-for-bit what they were, also after training on data that mixes old
     and new rows: each row passes only through its own domain's adapter or
     update, the source domains' are zero, and their rows of every per-domain
-    variable are written back after each step (`DomainFreeze`).
+    variable and embedding table are written back after each step
+    (`DomainFreeze`).
 
     Args:
         model: a trained keras_mdr model, or the path of one saved as `.keras`
@@ -211,7 +283,7 @@ def add_domain(
             each) or `{name: [raw values]}`, as for `Domain.values`.
         data: rows with the model's feature, domain and label columns and at
             least one row of every new domain (e.g. the new domain's
-            training rows); checked, not trained on.
+            training rows); checked and read for new ids, not trained on.
         method: `"adapter"`, `"lora"`, `"head"` or `"finetune"`.
         init_from: the name of the source domain whose parameters the new
             domains start from; `None` starts from the mean over domains.
@@ -219,6 +291,12 @@ def add_domain(
             hidden width, activation and dropout (`"adapter"`).
         rank, alpha, lora_dropout: LoRA's rank r, scale `alpha / r` (`None`:
             `alpha = r`) and input dropout (`"lora"`).
+        learn_new_ids: give ids first seen in the new domains' rows of `data`
+            embedding rows of their own (see above); `False` leaves the
+            vocabularies as they are (those ids go to the OOV row).
+        new_id_min_count: an id gets a row when it occurs at least this many
+            times in those rows; `None` uses each feature's `min_frequency`
+            (the threshold its vocabulary was learned with, 1 by default).
 
     Returns:
         A new, uncompiled `MultiDomainModel`; the source model is unchanged.
@@ -245,21 +323,31 @@ def add_domain(
             raise ValueError(f"init_from must name a domain of the model {source.names}, got {init_from!r}")
         init_index = source.names.index(init_from)
     _check_data(data, model, extended, list(new_values))
+    if new_id_min_count is not None and (isinstance(new_id_min_count, bool) or int(new_id_min_count) < 1):
+        raise ValueError(f"new_id_min_count must be an integer >= 1 or None, got {new_id_min_count!r}")
+    features, grown = model.features, {}
+    if learn_new_ids:
+        rows = _new_domain_rows(data, extended, new_values)
+        features, grown = _extended_features(model, rows, new_id_min_count)
 
     previous = model.transfer or {}
     config = model.get_config()
     config.update(type(model).hyper_parameters_for_new_domains(model.hyper_parameters, source.num_domains))
     config["domain"] = extended.get_config()
+    config["features"] = [f.get_config() for f in features]
     config["transfer"] = {
         "method": method,
         "source_domains": source.num_domains,
         "adapter": previous.get("adapter"),
         "lora": previous.get("lora"),
+        "vocabulary_sizes": _vocabulary_sizes(
+            previous.get("vocabulary_sizes"), features, grown, source.num_domains, extended.num_domains
+        ),
     }
     if method == "adapter" and config["transfer"]["adapter"] is None:
         config["transfer"]["adapter"] = _adapter_plan(model, bottleneck, adapter_activation, adapter_dropout)
     if method == "lora" and config["transfer"]["lora"] is None:
         config["transfer"]["lora"] = _lora_plan(model, config, rank, alpha, lora_dropout)
     new_model = type(model).from_config(config)
-    _copy_weights(model, new_model, init_index)
+    _copy_weights(model, new_model, init_index, grown)
     return new_model
