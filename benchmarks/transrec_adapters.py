@@ -102,8 +102,10 @@ def run(args):
             keras.backend.clear_session()
 
 
-def markdown(path):
+def markdown(path, raw):
     results = load_results(path)
+    _, target = km.data.movielens_transfer(raw)
+    reference = transrec.popularity_ranking(target)
     rows = [
         "| method | seeds | HR@10 | NDCG@10 | trainable params | share | s/epoch | epochs | load avg |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -115,6 +117,7 @@ def markdown(path):
         ndcg = [r["test"]["ndcg@10"] for r in runs]
         if method == "zero_shot":
             rows.append(f"| zero_shot (no training) | - | {hr[0]:.4f} | {ndcg[0]:.4f} | 0 | 0 | - | - | - |")
+            rows.append(f"| most popular on the target (no model) | - | {reference['hr@10']:.4f} | {reference['ndcg@10']:.4f} | - | - | - | - | - |")
             continue
         rows.append(
             f"| {method} | {len(runs)} | {np.mean(hr):.4f} ± {np.std(hr):.4f} | {np.mean(ndcg):.4f} ± {np.std(ndcg):.4f} "
@@ -143,7 +146,7 @@ def main():
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     if args.markdown:
-        markdown(args.out)
+        markdown(args.out, args.raw)
     else:
         run(args)
 

@@ -111,3 +111,27 @@ def test_an_item_without_text_is_an_error_not_an_empty_title():
         km.data.SequenceData(["a", "b", "c"], ["A", "  ", "C"], ["u"], [[1, 2, 3]])
     with pytest.raises(ValueError, match="2 item texts for 3 items"):
         km.data.SequenceData(["a", "b", "c"], ["A", "B"], ["u"], [[1, 2, 3]])
+
+
+def test_popularity_baseline_ranks_by_training_counts_with_the_history_masked():
+    from keras_mdr.transrec import popularity_ranking
+
+    data = km.data.SequenceData(
+        list("abcdef"), None, ["u1", "u2", "u3"], [[1, 2, 3, 4, 5], [1, 2, 4, 5, 6], [2, 1, 6, 3, 4]]
+    )
+    # Training counts: a 3, b 3, c 1, d 1, f 1, e 0. Test ranks after masking each history: u1 e
+    # behind f (1), u2 f behind c (equal count, lower index first: 1), u3 d first (0).
+    assert popularity_ranking(data, k=1) == {"hr@1": pytest.approx(1 / 3), "ndcg@1": pytest.approx(1 / 3), "users": 3}
+    expected = (2 / np.log2(3) + 1) / 3
+    assert popularity_ranking(data, k=2) == {"hr@2": 1.0, "ndcg@2": pytest.approx(expected), "users": 3}
+
+    data = km.data.synthetic_sequences(num_users=40, num_items=30, seed=1)
+    counts = np.bincount(np.concatenate([s[:-2] for s in data.sequences]), minlength=31)
+    ranks = []
+    for seq in data.sequences:  # naive: a Python sort per user
+        order = sorted((i for i in range(1, 31) if i not in set(seq[:-2].tolist() + [seq[-2]])), key=lambda i: (-counts[i], i))
+        ranks.append(order.index(seq[-1]))
+    ranks = np.array(ranks)
+    got = popularity_ranking(data, k=10)
+    assert got["hr@10"] == pytest.approx(np.mean(ranks < 10))
+    assert got["ndcg@10"] == pytest.approx(np.mean((ranks < 10) / np.log2(ranks + 2)))

@@ -15,7 +15,7 @@ side), `encoders` (Keras layers), `model`, `build`, `transfer`, `evaluation`,
 
 from keras_mdr.transrec.build import build_transrec, text_encoder_from_preset
 from keras_mdr.transrec.encoders import IdItemEncoder, SASRecEncoder, TextItemEncoder
-from keras_mdr.transrec.evaluation import FullRankingCallback, full_ranking, item_table
+from keras_mdr.transrec.evaluation import FullRankingCallback, full_ranking, item_table, popularity_ranking
 from keras_mdr.transrec.model import TransRec
 from keras_mdr.transrec.tokenizers import TitleTokenizer, make_tokenizer
 from keras_mdr.transrec.transfer import METHODS, trainable_report, transfer

@@ -122,6 +122,27 @@ def full_ranking(model, data, split="test", k=10, batch_size=1024, jit_compile=T
     return {**ranking_metrics(user_ranks, k), "users": len(user_ranks)}
 
 
+def popularity_ranking(data, split="test", k=10):
+    """The most-popular baseline under the same protocol as `full_ranking`: no model, a reference point.
+
+    Every user gets the same scores, each item's count in the training parts
+    of all histories (the last two items of each left out), ties broken
+    towards the lower item index so that none favours the target; the
+    user's history is masked as for a model.
+
+    Returns:
+        `{"hr@k": float, "ndcg@k": float, "users": int}`.
+    """
+    if not isinstance(data, SequenceData):
+        raise TypeError(f"popularity_ranking needs a SequenceData, got {type(data).__name__}")
+    counts = np.bincount(np.concatenate([s[:-2] for s in data.sequences]), minlength=data.num_items + 1)
+    # Distinct scores: count first, then the lower index (a fraction below 1 never reorders counts).
+    scores = (counts - np.arange(data.num_items + 1) / (data.num_items + 1)).astype(np.float64)
+    _, target, seen = data.evaluation(split, 1)
+    user_ranks = target_ranks(mask_seen(np.tile(scores[None], (len(target), 1)), seen), target).numpy()
+    return {**ranking_metrics(user_ranks, k), "users": len(user_ranks)}
+
+
 class FullRankingCallback(keras.callbacks.Callback):
     """Adds `val_hr@k` and `val_ndcg@k` (full ranking on `data`'s `split`) to the logs after each epoch.
 
