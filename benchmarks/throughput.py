@@ -9,13 +9,25 @@ on CPU, or TensorFlow's peak device allocation on GPU. Each result is added
 to `--out` as it finishes, with the load average at its end; (model, jit_compile)
 pairs already there are skipped, so a stopped run resumes.
 
+Each result also holds the matmul FLOPs per example of the forward pass as
+XLA compiles it (every `dot` of the HLO at the benchmark's batch size, the
+grouped dispatch's padding rows included) and the GFLOP/s achieved (a train
+step counted as 3x the forward pass), to compare with `peak_flops.py`.
+
+`--matched` measures the architectures of the side-by-side comparison with the
+PyTorch reference (Scenario-Wise-Rec; `MATCHED` below) and `--markdown
+--matched` prints them next to the reference numbers quoted in `REFERENCE`.
+
 Usage:
     python benchmarks/throughput.py --models shared_bottom mmoe --out benchmarks/results/throughput.json
+    python benchmarks/throughput.py --matched --out benchmarks/results/throughput_matched.json
 """
 
 import argparse
 import json
+import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -29,6 +41,43 @@ from movielens_quality import VARIANTS  # noqa: E402
 from records import save_results  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
+# The architectures of the side-by-side comparison with the PyTorch reference, on both sides.
+MATCHED = {
+    "matched_shared_bottom": ("shared_bottom", {"bottom_units": [128], "tower_units": [8]}),
+    "matched_mmoe": ("mmoe", {"num_experts": 3, "expert_units": [16], "tower_units": [8]}),
+    "matched_ple": ("ple", {"num_levels": 1, "num_specific_experts": 2, "num_shared_experts": 1,
+                            "expert_units": [16], "tower_units": [8]}),
+    "matched_star": ("star", {"star_units": [128, 64, 32], "aux_units": [32]}),
+    "matched_m3oe": ("m3oe", {}),
+    "matched_hamur": ("hamur", {"hidden_units": [256, 128], "rank": 32, "hyper_units": [64]}),
+}
+# The reference's examples/s (train, predict) as measured and quoted in the speed issue: PyTorch
+# Scenario-Wise-Rec on the same 2-core machine class, 2 threads, batch 4096, 8 cached batches.
+REFERENCE = {
+    "matched_shared_bottom": (354_901, 1_593_595),
+    "matched_mmoe": (212_040, 1_105_986),
+    "matched_ple": (160_647, 818_417),
+    "matched_star": (81_645, 396_974),
+    "matched_m3oe": (79_501, 287_654),
+    "matched_hamur": (3_834, 14_063),
+}
+DOT = re.compile(r"= f32\[([\d,]*)\]\S* dot\(f32\[([\d,]*)\]\S* %[^,]+, .*lhs_contracting_dims=\{([\d,]*)\}")
+
+
+def forward_flops_per_example(model, inputs):
+    """Matmul FLOPs per example of the forward pass as XLA compiles it, from the HLO's `dot`s."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False), jit_compile=True)
+    hlo = forward.experimental_get_compiler_ir(inputs)(stage="hlo")
+    flops = 0
+    for result, lhs, contracting in DOT.findall(hlo):
+        lhs = [int(d) for d in lhs.split(",") if d]
+        flops += 2 * math.prod(int(d) for d in result.split(",") if d) * math.prod(
+            lhs[int(i)] for i in contracting.split(",") if i
+        )
+    return flops / next(iter(inputs.values())).shape[0]
+
 
 def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     import keras
@@ -37,7 +86,7 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     import keras_mdr as km
     from keras_mdr.data import public
 
-    model_name, params = VARIANTS.get(variant, (variant, {}))
+    model_name, params = {**VARIANTS, **MATCHED}.get(variant, (variant, {}))
     data = public.movielens(data_path, embedding_dim=16)
     keras.utils.set_random_seed(0)
     model = km.build_model(model_name, features=data.features, domain=data.domain, tasks=data.tasks,
@@ -51,6 +100,8 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     train_seconds = median_seconds(lambda: model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0), repeats)
     # keras.Model.predict: the batches are already preprocessed.
     predict_seconds = median_seconds(lambda: keras.Model.predict(model, inputs, steps=steps, verbose=0), repeats)
+    flops = forward_flops_per_example(model, next(iter(inputs)))
+    train_rate, predict_rate = steps * batch_size / train_seconds, steps * batch_size / predict_seconds
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -64,8 +115,11 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
         "batch_size": batch_size,
         "steps": steps,
         "repeats": repeats,
-        "train_examples_per_second": round(steps * batch_size / train_seconds),
-        "predict_examples_per_second": round(steps * batch_size / predict_seconds),
+        "train_examples_per_second": round(train_rate),
+        "predict_examples_per_second": round(predict_rate),
+        "forward_flops_per_example": round(flops),
+        "train_gflops": round(3 * flops * train_rate / 1e9, 1),
+        "predict_gflops": round(flops * predict_rate / 1e9, 1),
         "parameters": model.count_params(),
         "device": "GPU" if gpus else "CPU",
         **memory,
@@ -89,6 +143,26 @@ def markdown(results):
     return "\n".join(lines)
 
 
+def matched_markdown(results):
+    """Our XLA numbers next to the reference's, as ratios."""
+    lines = [
+        "| model | train ref | train keras_mdr | ratio | predict ref | predict keras_mdr | ratio "
+        "| forward FLOPs/ex | train GFLOP/s | predict GFLOP/s | load (1 min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if not r["jit_compile"] or r["model"] not in REFERENCE:
+            continue
+        train_ref, predict_ref = REFERENCE[r["model"]]
+        train, predict = r["train_examples_per_second"], r["predict_examples_per_second"]
+        lines.append(
+            f"| {r['model'].removeprefix('matched_')} | {train_ref:,} | {train:,} | {train / train_ref:.2f}x | "
+            f"{predict_ref:,} | {predict:,} | {predict / predict_ref:.2f}x | {r['forward_flops_per_example']:,} | "
+            f"{r['train_gflops']} | {r['predict_gflops']} | {r['load_average'][0]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
@@ -99,10 +173,16 @@ def main():
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "JIT"), help=argparse.SUPPRESS)
     parser.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
+    parser.add_argument("--matched", action="store_true",
+                        help="the architectures matched with the PyTorch reference (replaces --models)")
+    parser.add_argument("--xla-only", action="store_true", help="measure jit_compile=True only")
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(json.load(open(args.out))))
+        results = json.load(open(args.out))
+        print(matched_markdown(results) if args.matched else markdown(results))
         return
+    if args.matched:
+        args.models = list(MATCHED)
 
     if args.one:
         variant, jit = args.one
@@ -112,7 +192,7 @@ def main():
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     results = json.load(open(args.out)) if os.path.exists(args.out) else []
     for variant in args.models:
-        for jit in (False, True):
+        for jit in (True,) if args.xla_only else (False, True):
             if any((r["model"], r["jit_compile"]) == (variant, jit) for r in results):
                 continue
             command = [sys.executable, __file__, "--one", variant, str(jit), "--data", args.data,
