@@ -25,7 +25,7 @@ def _domain_rows(batch, width=6, domains=3):
 
 
 @pytest.mark.parametrize(
-    "rows,groups,tile", [(1, 3, 64), (7, 3, 4), (100, 5, 8), (513, 4, 64), (50, 1, 16), (40, 6, 8)]
+    "rows,groups,tile", [(1, 3, 64), (7, 3, 4), (100, 5, 8), (513, 4, 64), (50, 1, 16), (40, 6, 8), (90, 20, 4)]
 )
 def test_grouped_matmul_equals_per_row_loop(rows, groups, tile):
     x = RNG.normal(size=(rows, 5)).astype("float32")
@@ -40,6 +40,19 @@ def test_grouped_matmul_equals_per_row_loop(rows, groups, tile):
     )
     expected = np.stack([x[i] @ kernels[g[i]] + biases[g[i]] for i in range(rows)])
     np.testing.assert_allclose(np.asarray(y), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows,groups", [(1, 3), (57, 1), (200, 4), (300, 40)])
+def test_rank_in_group_by_count_and_by_sort_equal_a_loop(rows, groups):
+    g = RNG.integers(0, groups, rows).astype("int32")
+    seen = np.zeros(groups, dtype="int32")
+    expected = []
+    for group in g:
+        expected.append(seen[group])
+        seen[group] += 1
+    for counting in (True, False):
+        rank = grouped_dispatch.rank_in_group(g, groups, counting=counting)
+        np.testing.assert_array_equal(np.asarray(rank), expected)
 
 
 def test_grouped_plan_puts_each_row_in_a_tile_of_its_own_group():
