@@ -269,43 +269,73 @@ class MultiDomainModel(keras.Model):
 
     # Losses and metrics -------------------------------------------------
 
-    def _task_loss(self, labels, probabilities, domain_ids, sample_weight):
-        labels = ops.cast(labels, "float32")
+    def _row_weights(self, labels, sample_weight):
         weights = ops.cast(labels >= 0, "float32")
         if sample_weight is not None:
             weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
-        losses = binary_logloss(ops.clip(labels, 0.0, 1.0), ops.cast(probabilities, "float32"))
+        return weights
+
+    def loss_counts(self, x, y, sample_weight=None):
+        """The denominators of the task losses: labelled (weighted) rows per task and loss group, `[T, G]`.
+
+        A group is the whole batch (`G = 1`) with `loss_reduction="pooled"`,
+        a domain (`G = D`) with `"domain_task_mean"`. They depend on labels,
+        weights and domains only, so a data-parallel step can sum them over
+        replicas before the forward pass (`keras_mdr.training.distributed`).
+        """
+        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
+        counts = []
+        for task in self.tasks:
+            weights = self._row_weights(ops.cast(y[task.name], "float32"), sample_weight)
+            if self.loss_reduction == "pooled":
+                counts.append(ops.sum(weights, keepdims=True))
+            else:
+                counts.append(ops.segment_sum(weights, domain_ids, num_segments=self.domain.num_domains))
+        return ops.stack(counts)
+
+    def loss_sums(self, x, y, y_pred, sample_weight=None):
+        """The numerators of the task losses: weighted logloss summed per task and loss group, `[T, G]`."""
+        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
+        sums = []
+        for task in self.tasks:
+            labels = ops.cast(y[task.name], "float32")
+            weights = self._row_weights(labels, sample_weight)
+            losses = binary_logloss(ops.clip(labels, 0.0, 1.0), ops.cast(y_pred[task.name], "float32")) * weights
+            if self.loss_reduction == "pooled":
+                sums.append(ops.sum(losses, keepdims=True))
+            else:
+                sums.append(ops.segment_sum(losses, domain_ids, num_segments=self.domain.num_domains))
+        return ops.stack(sums)
+
+    def task_loss(self, sums, counts):
+        """The weighted task loss from `loss_sums` and `loss_counts` (see `loss_reduction`).
+
+        Linear in `sums` for fixed `counts`: the losses of a split batch with
+        the whole batch's counts add up to the whole batch's loss.
+        """
+        task_weights = ops.convert_to_tensor([[t.weight] for t in self.tasks], "float32")
+        means = sums / ops.maximum(counts, 1e-12)
         if self.loss_reduction == "pooled":
-            return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1e-12)
-        num_domains = self.domain.num_domains
-        sums = ops.segment_sum(losses * weights, domain_ids, num_segments=num_domains)
-        counts = ops.segment_sum(weights, domain_ids, num_segments=num_domains)
+            return ops.sum(task_weights * means)
+        # Groups absent from the batch are skipped, never divided by zero.
         present = ops.cast(counts > 0, "float32")
-        group_means = sums / ops.maximum(counts, 1e-12)
-        return ops.sum(group_means * present), ops.sum(present)
+        return ops.sum(task_weights * means * present) / ops.maximum(ops.sum(present), 1.0)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
-        total = ops.zeros((), "float32")
-        if self.loss_reduction == "pooled":
-            for task in self.tasks:
-                loss = self._task_loss(y[task.name], y_pred[task.name], domain_ids, sample_weight)
-                total = total + task.weight * loss
-        else:
-            group_sum, groups = ops.zeros((), "float32"), ops.zeros((), "float32")
-            for task in self.tasks:
-                loss_sum, present = self._task_loss(y[task.name], y_pred[task.name], domain_ids, sample_weight)
-                group_sum = group_sum + task.weight * loss_sum
-                groups = groups + present
-            total = group_sum / ops.maximum(groups, 1.0)
+        total = self.task_loss(
+            self.loss_sums(x, y, y_pred, sample_weight), self.loss_counts(x, y, sample_weight)
+        )
         for loss in self.losses:
             total = total + ops.cast(ops.sum(loss), "float32")
         return total
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        domain_ids = x[DOMAIN_ID]
+    def update_task_metrics(self, x, y, y_pred):
+        """Updates each task's streaming `TaskMetrics` with a batch."""
         for task, metric in zip(self.tasks, self.task_metrics):
-            metric.update_state(y[task.name], y_pred[task.name], domain_ids)
+            metric.update_state(y[task.name], y_pred[task.name], x[DOMAIN_ID])
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self.update_task_metrics(x, y, y_pred)
         return self.get_metrics_result()
 
     def get_metrics_result(self):
@@ -382,15 +412,19 @@ class MultiDomainModel(keras.Model):
         return self._preprocess(dataset.map(split), labels=True)
 
     def make_train_function(self, force=False):
-        # Every `fit` starts here, outside the traced step: record what the frozen rows must stay.
-        if self._domain_freeze.value is not None:
-            self._domain_freeze.value.snapshot()
+        # Every `fit` starts here, outside the traced step.
+        self.snapshot_source_domains()
         return super().make_train_function(force)
 
     def train_step(self, data):
         logs = super().train_step(data)
         self.keep_source_domains()
         return logs
+
+    def snapshot_source_domains(self):
+        """Before training: records what `keep_source_domains` writes back (see `DomainFreeze`); no-op otherwise."""
+        if self._domain_freeze.value is not None:
+            self._domain_freeze.value.snapshot()
 
     def keep_source_domains(self):
         """After a training step: writes the source domains' rows back (see `DomainFreeze`); no-op otherwise."""

@@ -1,9 +1,11 @@
 """One call that compiles and fits a model the way the CLI does."""
 
+import contextlib
 import os
 
 import keras
 
+from keras_mdr.training import distributed
 from keras_mdr.training.callbacks import ResumableEarlyStopping
 from keras_mdr.training.tensorboard import tensorboard_callbacks
 
@@ -24,8 +26,9 @@ def train(
     verbose="auto",
     callbacks=(),
     tensorboard_dir=None,
+    strategy=None,
 ):
-    """Compiles `model` with Adam and fits it on raw data.
+    """Compiles `model` with Adam and fits it on raw data, on one device or on a `tf.distribute` strategy.
 
     Args:
         model: a `MultiDomainModel`.
@@ -52,13 +55,30 @@ def train(
             per (domain, task) included, and CESAA's expert-utilisation heat
             map (`keras_mdr.training.tensorboard`; `pip install
             'keras-mdr[tensorboard]'`).
+        strategy: a `tf.distribute.MirroredStrategy` to train data-parallel
+            on its devices; the model must have been created under
+            `strategy.scope()`, and `batch_size` is the global batch, split
+            over the replicas. It trains with keras_mdr's own step loop
+            (`keras_mdr.training.distributed`, which says what equals a
+            single-process run) instead of `model.fit`; `backup_dir`,
+            `tensorboard_dir` and M3oE's bi-level mode are not supported
+            with it yet. `None`: `model.fit` on one device.
 
     Returns:
         The Keras `History`.
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
-    # Built now so that BackupAndRestore also restores the optimizer's state (Adam's moments).
-    model.optimizer.build(model.trainable_variables)
+    if strategy is not None:
+        distributed.check_model_in_scope(model, strategy)
+        unsupported = {"backup_dir": backup_dir, "tensorboard_dir": tensorboard_dir}
+        unsupported = [name for name, value in unsupported.items() if value is not None]
+        if getattr(model, "training_mode", "joint") != "joint":
+            unsupported.append(f"training_mode={model.training_mode!r}")
+        if unsupported:
+            raise ValueError(f"Training with a strategy does not support {', '.join(unsupported)} yet")
+    with contextlib.nullcontext() if strategy is None else strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+        # Built now so that BackupAndRestore also restores the optimizer's state (Adam's moments).
+        model.optimizer.build(model.trainable_variables)
     callbacks = list(callbacks)
     if tensorboard_dir is not None:
         heat_map_rows = validation_data if validation_data is not None else train_data
@@ -76,6 +96,11 @@ def train(
                 mode="min" if "loss" in monitor else "max",
                 patience=early_stopping_patience,
             ),
+        )
+    if strategy is not None:
+        return distributed.fit_distributed(
+            model, strategy, train_data, validation_data, epochs=epochs, batch_size=batch_size,
+            jit_compile=jit_compile, seed=seed, verbose=verbose, callbacks=callbacks,
         )
     return model.fit(
         train_data,

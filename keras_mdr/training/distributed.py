@@ -1,0 +1,181 @@
+"""Data-parallel training on a `tf.distribute` strategy, with an XLA-compiled replica step.
+
+`keras.Model.fit` (Keras 3.15) cannot do this: under `MirroredStrategy` it
+works only with `jit_compile=False` (with XLA the whole `strategy.run` is
+compiled and fails on another device's replica variables), and under
+`MultiWorkerMirroredStrategy` it fails outright (keras-team/keras #20585).
+So each global batch runs through a loop of our own: an outer `tf.function`
+(not XLA) calls `strategy.run` on a replica step whose forward and backward
+pass is a `tf.function(jit_compile=...)`; applying the gradients (with their
+all-reduce), the metric updates and the all-reduce of the loss denominators
+stay outside XLA (XLA on CPU has no collective gather).
+
+What equals a single-process run on the same global batches:
+
+- The task losses, exactly. Each task's loss is a weighted mean over its
+  labelled rows (or per (domain, task) group, `loss_reduction`), so its
+  denominators are summed over replicas first (`loss_counts`), and each
+  replica divides its own rows' loss sums (`loss_sums`) by them. The
+  replicas' losses then add up to the global batch's loss and their summed
+  gradients to its gradient, however the rows, masks and domains fall on
+  the replicas (an uneven last batch included).
+- The optimizer step: the gradients are made dense in the replica step, so
+  Adam sees each embedding row's summed gradient. (`model.fit` hands Keras'
+  Adam an embedding's sparse gradient, whose repeated rows it squares one by
+  one: its second moment there is a sum of squares, not the square of the
+  sum, and differs from this one for the rows a batch repeats.) A dense
+  gradient also means that the all-reduce sends whole embedding tables.
+- The streaming per-domain metrics, exactly: every replica adds its rows to
+  its copy of the `TaskMetrics` histograms, and reading them sums the copies.
+- Not the auxiliary losses (`model.losses`): each replica computes them on
+  its own rows and they are averaged over replicas. One that is a statistic
+  of the batch (CESAA's `-I(D; J)` and load-balancing losses) therefore
+  differs from the global batch's, as in any data-parallel run.
+
+Likewise a layer whose training computation depends on the batch (CESAA's
+capacity dispatch, HAMUR's `DomainNormalization`) sees each replica's rows,
+and random ops (dropout, gate noise) draw other numbers than a single process
+does. Moving statistics are not synchronised: each replica updates its own
+copy from its rows, and `get_weights` reads the first replica's.
+
+The model must have been created under `strategy.scope()`, so that its
+variables are the strategy's (`check_model_in_scope`).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_mdr.features.preprocessing import DOMAIN_ID
+from keras_mdr.training.progress import with_progress_logger
+
+
+def check_model_in_scope(model, strategy):
+    """Raises unless `model` was created under `strategy.scope()` (its variables are the strategy's).
+
+    Raises:
+        ValueError: with the fix in the message.
+    """
+    created_in_scope = getattr(model, "_distribute_strategy", None) is strategy and all(
+        strategy.extended.variable_created_in_scope(v.value) for v in model.weights
+    )
+    if not created_in_scope:
+        raise ValueError(
+            f"The model was not created under this {type(strategy).__name__}'s scope, so its variables are "
+            "not replicated: build it inside `with strategy.scope():` (build_model, from_config or "
+            "keras.saving.load_model), then pass the same strategy to train"
+        )
+
+
+class _ReplicaSteps:
+    """The train and test steps of one model on one strategy (see the module docstring)."""
+
+    def __init__(self, model, strategy, jit_compile):
+        self.model = model
+        self.strategy = strategy
+        self.forward = tf.function(self._forward, jit_compile=jit_compile)
+        self.forward_backward = tf.function(self._forward_backward, jit_compile=jit_compile)
+
+    def _loss(self, x, y, y_pred, counts):
+        model = self.model
+        loss = model.task_loss(model.loss_sums(x, y, y_pred), counts)
+        for auxiliary in model.losses:
+            loss = loss + ops.cast(ops.sum(auxiliary), "float32") / self.strategy.num_replicas_in_sync
+        return loss
+
+    def _forward(self, x, y, counts):
+        y_pred = self.model(x, training=False)
+        return y_pred, self._loss(x, y, y_pred, counts)
+
+    def _forward_backward(self, x, y, counts):
+        with tf.GradientTape() as tape:
+            y_pred = self.model(x, training=True)
+            loss = self._loss(x, y, y_pred, counts)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        # Dense: Keras' Adam squares the slices of a sparse gradient before summing repeated rows, so
+        # its step would depend on how the replicas' slices are grouped (see the module docstring).
+        return y_pred, loss, [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+
+    def _replica_step(self, x, y, training):
+        model = self.model
+        context = tf.distribute.get_replica_context()
+        counts = context.all_reduce(tf.distribute.ReduceOp.SUM, model.loss_counts(x, y))
+        if training:
+            y_pred, loss, gradients = self.forward_backward(x, y, counts)
+            model.optimizer.apply(gradients, model.trainable_variables)
+        else:
+            y_pred, loss = self.forward(x, y, counts)
+        model.update_task_metrics(x, y, y_pred)
+        return loss, tf.shape(x[DOMAIN_ID])[0]
+
+    def function(self, element_spec, training):
+        """A `tf.function` from a distributed batch to (the global batch's loss, its rows)."""
+
+        @tf.function(input_signature=[element_spec])
+        def step(batch):
+            losses, rows = self.strategy.run(self._replica_step, args=(*batch, training))
+            if training:
+                self.model.keep_source_domains()
+            reduce = tf.distribute.ReduceOp.SUM
+            return self.strategy.reduce(reduce, losses, axis=None), self.strategy.reduce(reduce, rows, axis=None)
+
+        return step
+
+
+def _run_epoch(model, step, dataset, callbacks=None):
+    """Runs `step` over `dataset`; returns the logs: row-weighted mean loss and the model's metrics."""
+    model.reset_metrics()
+    loss_sum, rows = 0.0, 0
+    for batch_index, batch in enumerate(dataset):
+        if callbacks is not None:
+            callbacks.on_train_batch_begin(batch_index)
+        loss, batch_rows = step(batch)
+        loss_sum += float(loss) * int(batch_rows)
+        rows += int(batch_rows)
+        if callbacks is not None:
+            callbacks.on_train_batch_end(batch_index, {"loss": loss_sum / max(rows, 1)})
+    logs = {key: float(np.asarray(value)) for key, value in model.get_metrics_result().items()}
+    logs["loss"] = loss_sum / max(rows, 1)
+    return logs
+
+
+def fit_distributed(
+    model, strategy, train_data, validation_data=None, *, epochs, batch_size, jit_compile, seed, verbose, callbacks
+):
+    """Trains a compiled `model` on `strategy`, epoch by epoch, with Keras callbacks; returns the `History`.
+
+    `batch_size` is the global batch; `strategy.experimental_distribute_dataset`
+    splits each one over the replicas. The callbacks see what they see under
+    `fit`: epoch logs with every metric (and `val_` ones), `model.stop_training`.
+    """
+    train = model.make_dataset(train_data, batch_size, shuffle=True, seed=seed)
+    train = strategy.experimental_distribute_dataset(train)
+    steps = _ReplicaSteps(model, strategy, jit_compile)
+    train_step = steps.function(train.element_spec, training=True)
+    if validation_data is not None:
+        validation = strategy.experimental_distribute_dataset(model.make_dataset(validation_data, batch_size))
+        test_step = steps.function(validation.element_spec, training=False)
+
+    callbacks = keras.callbacks.CallbackList(
+        with_progress_logger(callbacks),
+        add_history=True,
+        model=model,
+        verbose=1 if verbose == "auto" else verbose,
+        epochs=epochs,
+        steps=None,
+    )
+    with strategy.scope():
+        model.snapshot_source_domains()
+    model.stop_training = False
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        logs = _run_epoch(model, train_step, train, callbacks)
+        if validation_data is not None:
+            logs.update({f"val_{key}": value for key, value in _run_epoch(model, test_step, validation).items()})
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end()
+    return model.history

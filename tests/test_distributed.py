@@ -1,0 +1,64 @@
+"""Training on a `tf.distribute` strategy: two logical CPUs end where one process does on the same global batches."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mdr as km
+from keras_mdr.testing import tiny_synthetic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """The JSON of `mirrored_equivalence.py`, run once in its own process (it needs two logical CPUs)."""
+    out = tmp_path_factory.mktemp("mirrored") / "results.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run(
+        [sys.executable, os.path.join(HERE, "mirrored_equivalence.py"), str(out)],
+        env=env, capture_output=True, text=True, timeout=1200,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", ["mmoe", "hamur", "cesaa"])
+def test_mirrored_training_ends_with_the_trainable_weights_of_one_process(mirrored, name):
+    assert mirrored[name]["weight_difference"] < 1e-5
+
+
+@pytest.mark.parametrize("name", ["mmoe", "hamur", "cesaa"])
+def test_mirrored_training_logs_the_metrics_of_one_process(mirrored, name):
+    # mmoe also validates: its `val_` logs are compared with the single-process model's `evaluate`.
+    mirrored_logs, single_logs = mirrored[name]["mirrored_logs"], mirrored[name]["single_logs"]
+    assert "click/d0/auc" in mirrored_logs and set(mirrored_logs) == set(single_logs)
+    assert ("val_click/d0/auc" in mirrored_logs) == (name == "mmoe")
+    for key, value in single_logs.items():
+        np.testing.assert_allclose(mirrored_logs[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_the_replicas_saw_unequal_labelled_rows(mirrored):
+    # Else a mean over each replica's rows divided by the replica count would pass the tests above too.
+    for name, result in mirrored.items():
+        batches = result["labelled_rows_per_replica"]  # [batch][replica][task]
+        assert any(replicas[0] != replicas[1] for replicas in batches), name
+
+
+def test_each_replica_keeps_its_own_moving_statistics(mirrored):
+    # As documented in keras_mdr.training.distributed: HAMUR's DomainNormalization is not synchronised.
+    assert mirrored["hamur"]["state_copies_differ"] == ["adapter_1/norm/moving_mean", "adapter_1/norm/moving_variance"]
+    assert mirrored["mmoe"]["state_copies_differ"] == mirrored["cesaa"]["state_copies_differ"] == []
+
+
+def test_a_model_built_outside_the_strategy_scope_is_refused():
+    data = tiny_synthetic(100)
+    model = km.build_model("mmoe", data.features, data.domain, data.tasks, data=data.frame,
+                           num_experts=2, expert_units=[4], tower_units=[4])
+    with pytest.raises(ValueError, match="not created under this MirroredStrategy's scope"):
+        km.training.train(model, data.frame, epochs=1, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
