@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -62,3 +63,34 @@ def test_a_model_built_outside_the_strategy_scope_is_refused():
                            num_experts=2, expert_units=[4], tower_units=[4])
     with pytest.raises(ValueError, match="not created under this MirroredStrategy's scope"):
         km.training.train(model, data.frame, epochs=1, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+
+
+class _SpoilAndRecord(keras.callbacks.Callback):
+    def __init__(self, spoil_at):
+        super().__init__()
+        self.spoil_at, self.weights, self.val_loss = spoil_at, [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.spoil_at:
+            self.model.set_weights([w + np.float32(3.0) for w in self.model.get_weights()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.val_loss.append(logs["val_loss"])
+
+
+def test_training_on_a_strategy_stops_early_and_restores_the_best_epoch():
+    data = tiny_synthetic(300)
+    train, validation = data.frame.iloc[:200], data.frame.iloc[200:]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = km.build_model("mmoe", data.features, data.domain, data.tasks, data=data.frame,
+                               num_experts=2, expert_units=[4], tower_units=[4])
+    recorder = _SpoilAndRecord(spoil_at=1)
+    history = km.training.train(model, train, validation, epochs=4, batch_size=100, learning_rate=1e-2,
+                                early_stopping_patience=1, monitor="val_loss", jit_compile=False, verbose=0,
+                                callbacks=[recorder], strategy=strategy)
+    assert history.epoch == [0, 1], "the spoiled epoch 1 does not beat epoch 0: patience 1 stops there"
+    assert recorder.val_loss[1] > recorder.val_loss[0]
+    for restored, recorded in zip(model.get_weights(), recorder.weights[0]):
+        np.testing.assert_array_equal(restored, recorded)
