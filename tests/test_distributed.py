@@ -94,3 +94,25 @@ def test_training_on_a_strategy_stops_early_and_restores_the_best_epoch():
     assert recorder.val_loss[1] > recorder.val_loss[0]
     for restored, recorded in zip(model.get_weights(), recorder.weights[0]):
         np.testing.assert_array_equal(restored, recorded)
+
+
+def test_training_on_a_strategy_keeps_the_source_domains_of_a_frozen_transfer():
+    data = tiny_synthetic(300)
+    old, new = data.frame[data.frame.domain != "d2"], data.frame[data.frame.domain == "d2"]
+    source = km.build_model("mmoe", data.features, km.Domain("domain", values=["d0", "d1"]), data.tasks, data=old,
+                            num_experts=2, expert_units=[4], tower_units=[4])
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = km.transfer.add_domain(source, "d2", data=new, method="adapter")
+
+    def predict(rows):
+        x = next(iter(model.make_dataset(rows, len(rows), labels=False)))
+        return {task: np.asarray(p) for task, p in model(x).items()}
+
+    before_old, before_new = predict(old), predict(new)
+    km.training.train(model, new, epochs=2, batch_size=32, learning_rate=0.05, jit_compile=False, verbose=0,
+                      strategy=strategy)
+    after_old, after_new = predict(old), predict(new)
+    for task in before_old:
+        np.testing.assert_array_equal(after_old[task], before_old[task], err_msg=task)
+        assert np.max(np.abs(after_new[task] - before_new[task])) > 1e-3, task

@@ -38,8 +38,11 @@ and random ops (dropout, gate noise) draw other numbers than a single process
 does. Moving statistics are not synchronised: each replica updates its own
 copy from its rows, and `get_weights` reads the first replica's.
 
-The model must have been created under `strategy.scope()`, so that its
-variables are the strategy's (`check_model_in_scope`).
+After every step a model that gained domains with a frozen method
+(`keras_mdr.transfer`) writes its source domains' rows back, as under `fit`
+(`keep_source_domains`). The model must have been created under
+`strategy.scope()`, so that its variables are the strategy's
+(`check_model_in_scope`).
 """
 
 import keras
