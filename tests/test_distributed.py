@@ -116,3 +116,30 @@ def test_training_on_a_strategy_keeps_the_source_domains_of_a_frozen_transfer():
     for task in before_old:
         np.testing.assert_array_equal(after_old[task], before_old[task], err_msg=task)
         assert np.max(np.abs(after_new[task] - before_new[task])) > 1e-3, task
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_an_interrupted_run_on_a_strategy_resumes_where_it_stopped(tmp_path):
+    data = tiny_synthetic(300)
+    train, validation = data.frame.iloc[:200], data.frame.iloc[200:]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+
+    def run(callbacks):
+        with strategy.scope():
+            model = km.build_model("mmoe", data.features, data.domain, data.tasks, data=data.frame,
+                                   num_experts=2, expert_units=[4], tower_units=[4])
+        history = km.training.train(model, train, validation, epochs=4, batch_size=100, learning_rate=1e-2,
+                                    backup_dir=str(tmp_path / "backup"), jit_compile=False, verbose=0,
+                                    callbacks=callbacks, strategy=strategy)
+        return model, history
+
+    with pytest.raises(KeyboardInterrupt):
+        run([_Interrupt()])
+    model, history = run([])
+    assert history.epoch == [2, 3], "the resumed run must train only the epochs that were left"
+    assert int(model.optimizer.iterations.numpy()) == 4 * 2, "the optimizer state was restored too"

@@ -172,7 +172,8 @@ def fit_distributed(
         model.snapshot_source_domains()
     model.stop_training = False
     callbacks.on_train_begin()
-    for epoch in range(epochs):
+    # Set by `keras.callbacks.BackupAndRestore` when it restored a run, as `fit` reads it.
+    for epoch in range(model._initial_epoch or 0, epochs):
         callbacks.on_epoch_begin(epoch)
         logs = _run_epoch(model, train_step, train, callbacks)
         if validation_data is not None:

@@ -60,17 +60,16 @@ def train(
             `strategy.scope()`, and `batch_size` is the global batch, split
             over the replicas. It trains with keras_mdr's own step loop
             (`keras_mdr.training.distributed`, which says what equals a
-            single-process run) instead of `model.fit`; `backup_dir`,
-            `tensorboard_dir` and M3oE's bi-level mode are not supported
-            with it yet. `None`: `model.fit` on one device.
+            single-process run) instead of `model.fit`; `tensorboard_dir`
+            and M3oE's bi-level mode are not supported with it yet.
+            `None`: `model.fit` on one device.
 
     Returns:
         The Keras `History`.
     """
     if strategy is not None:
         distributed.check_model_in_scope(model, strategy)
-        unsupported = {"backup_dir": backup_dir, "tensorboard_dir": tensorboard_dir}
-        unsupported = [name for name, value in unsupported.items() if value is not None]
+        unsupported = ["tensorboard_dir"] if tensorboard_dir is not None else []
         if getattr(model, "training_mode", "joint") != "joint":
             unsupported.append(f"training_mode={model.training_mode!r}")
         if unsupported:
