@@ -100,7 +100,9 @@ def compare(name, hyper_parameters, train_rows, validation_rows, strategy, data)
     history = km.training.train(mirrored, train, validation, epochs=1, batch_size=BATCH,
                                 learning_rate=LEARNING_RATE, seed=SEED, verbose=0, strategy=strategy)
     logs = _single_process(single, shards, validation)
+    reports = [m.evaluate_report(validation) for m in (mirrored, single)] if validation is not None else None
     return {
+        "evaluate_reports": reports,
         "weight_difference": max(
             float(np.max(np.abs(a.numpy() - b.numpy())))
             for a, b in zip(mirrored.trainable_weights, single.trainable_weights)

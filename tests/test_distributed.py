@@ -44,6 +44,17 @@ def test_mirrored_training_logs_the_metrics_of_one_process(mirrored, name):
         np.testing.assert_allclose(mirrored_logs[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def test_evaluate_report_after_mirrored_training_is_that_of_one_process(mirrored):
+    mirrored_report, single_report = mirrored["mmoe"]["evaluate_reports"]
+    assert mirrored_report["tasks"]["like"]["domains"]["d0"]["count"] > 0
+    np.testing.assert_allclose(mirrored_report["auc"], single_report["auc"], rtol=1e-5)
+    for task, report in single_report["tasks"].items():
+        for domain, values in report["domains"].items():
+            assert mirrored_report["tasks"][task]["domains"][domain]["count"] == values["count"]
+            np.testing.assert_allclose(mirrored_report["tasks"][task]["domains"][domain]["logloss"],
+                                       values["logloss"], rtol=1e-5, err_msg=f"{task}/{domain}")
+
+
 def test_the_replicas_saw_unequal_labelled_rows(mirrored):
     # Else a mean over each replica's rows divided by the replica count would pass the tests above too.
     for name, result in mirrored.items():

@@ -182,4 +182,7 @@ def fit_distributed(
         if model.stop_training:
             break
     callbacks.on_train_end()
+    # Keras' own `evaluate` and `predict` compile the whole `strategy.run`, which XLA cannot do
+    # over several devices' variables; without XLA they work (and this loop does not read the flag).
+    model.jit_compile = False
     return model.history

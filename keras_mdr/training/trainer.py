@@ -62,7 +62,8 @@ def train(
             (`keras_mdr.training.distributed`, which says what equals a
             single-process run) instead of `model.fit`; `tensorboard_dir`
             and M3oE's bi-level mode are not supported with it yet.
-            `None`: `model.fit` on one device.
+            Afterwards the model's `evaluate` and `predict` run without
+            XLA. `None`: `model.fit` on one device.
 
     Returns:
         The Keras `History`.
