@@ -39,6 +39,7 @@ def _answer_one_request(base_dir, rows):
 
 def _quickstart(args):
     import keras_mdr as km
+    from keras_mdr import config as config_lib
     from keras_mdr import run
 
     km.models.registry.model_class(args.model)  # an unknown name fails before any work
@@ -49,12 +50,12 @@ def _quickstart(args):
         f"tasks {[t.name for t in data.tasks]}; training '{args.model}'."
     )
     training = {
+        **config_lib.TRAINING_DEFAULTS,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "early_stopping_patience": 2,
         "seed": args.seed,
-        "jit_compile": True,
     }
     model, metrics = run.train_and_evaluate(
         args.model, {}, data.features, data.domain, data.tasks, train, validation, test, training, args.output

@@ -53,6 +53,7 @@ TRAINING_DEFAULTS = {
     "early_stopping_patience": 4,
     "seed": 2022,
     "jit_compile": True,
+    "steps_per_execution": 8,
     "tensorboard": False,
 }
 DEFAULT_SPLIT = {"seed": 2022, "fractions": [0.8, 0.1, 0.1]}
@@ -84,6 +85,7 @@ TRAINING_TYPES = {
     "early_stopping_patience": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
     "seed": (_is_int, "an integer"),
     "jit_compile": (lambda v: isinstance(v, bool), "true or false"),
+    "steps_per_execution": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "tensorboard": (lambda v: isinstance(v, bool), "true or false"),
 }
 

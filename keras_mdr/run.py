@@ -139,6 +139,7 @@ def fit_evaluate_save(model, train_frame, validation_frame, test_frame, training
         early_stopping_patience=training["early_stopping_patience"] if validation_frame is not None else None,
         backup_dir=backup_dir,
         jit_compile=training["jit_compile"],
+        steps_per_execution=training["steps_per_execution"],
         seed=training["seed"],
         verbose=verbose,
         tensorboard_dir=os.path.join(output_dir, TENSORBOARD_DIR) if training.get("tensorboard") else None,
