@@ -184,7 +184,9 @@ def test_concurrent_requests_each_get_their_own_rows(served):
     import concurrent.futures
 
     rows = list(range(0, BATCH, 16))
-    with PredictClient(served.server.target, MODEL_NAME) as client:
+    # A generous deadline: this checks which rows come back, not latency, and on a busy 2-core machine
+    # eight requests at once exceeded the client's default 10 s (seen at load average 10).
+    with PredictClient(served.server.target, MODEL_NAME, timeout=120) as client:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda r: client.predict(served.rows.iloc[r : r + 1]), rows))
     for row, answer in zip(rows, answers):
