@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_callbacks import EpochRecorder, InterruptAtEpoch2
 
 import keras_mdr as km
 from keras_mdr.testing import tiny_synthetic
@@ -76,20 +76,6 @@ def test_a_model_built_outside_the_strategy_scope_is_refused():
         km.training.train(model, data.frame, epochs=1, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
 
 
-class _SpoilAndRecord(keras.callbacks.Callback):
-    def __init__(self, spoil_at):
-        super().__init__()
-        self.spoil_at, self.weights, self.val_loss = spoil_at, [], []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.spoil_at:
-            self.model.set_weights([w + np.float32(3.0) for w in self.model.get_weights()])
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights.append(self.model.get_weights())
-        self.val_loss.append(logs["val_loss"])
-
-
 def test_training_on_a_strategy_stops_early_and_restores_the_best_epoch():
     data = tiny_synthetic(300)
     train, validation = data.frame.iloc[:200], data.frame.iloc[200:]
@@ -97,7 +83,7 @@ def test_training_on_a_strategy_stops_early_and_restores_the_best_epoch():
     with strategy.scope():
         model = km.build_model("mmoe", data.features, data.domain, data.tasks, data=data.frame,
                                num_experts=2, expert_units=[4], tower_units=[4])
-    recorder = _SpoilAndRecord(spoil_at=1)
+    recorder = EpochRecorder(spoil_at=1)
     history = km.training.train(model, train, validation, epochs=4, batch_size=100, learning_rate=1e-2,
                                 early_stopping_patience=1, monitor="val_loss", jit_compile=False, verbose=0,
                                 callbacks=[recorder], strategy=strategy)
@@ -129,12 +115,6 @@ def test_training_on_a_strategy_keeps_the_source_domains_of_a_frozen_transfer():
         assert np.max(np.abs(after_new[task] - before_new[task])) > 1e-3, task
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 2:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_an_interrupted_run_on_a_strategy_resumes_where_it_stopped(tmp_path):
     data = tiny_synthetic(300)
     train, validation = data.frame.iloc[:200], data.frame.iloc[200:]
@@ -150,7 +130,7 @@ def test_an_interrupted_run_on_a_strategy_resumes_where_it_stopped(tmp_path):
         return model, history
 
     with pytest.raises(KeyboardInterrupt):
-        run([_Interrupt()])
+        run([InterruptAtEpoch2()])
     model, history = run([])
     assert history.epoch == [2, 3], "the resumed run must train only the epochs that were left"
     assert int(model.optimizer.iterations.numpy()) == 4 * 2, "the optimizer state was restored too"

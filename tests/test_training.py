@@ -1,8 +1,8 @@
 """Training: masked losses, early stopping that restores the best epoch, resume after interruption."""
 
-import keras
 import numpy as np
 import pytest
+from training_callbacks import EpochRecorder, InterruptAtEpoch2
 
 import keras_mdr as km
 from keras_mdr.testing import tiny_synthetic
@@ -20,24 +20,10 @@ def _model(data):
                           data=data.frame, bottom_units=[8], tower_units=[4])
 
 
-class _Recorder(keras.callbacks.Callback):
-    def __init__(self, spoil_at=None):
-        super().__init__()
-        self.weights, self.val_loss, self.spoil_at = [], [], spoil_at
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.spoil_at:
-            self.model.set_weights([w + np.float32(3.0) for w in self.model.get_weights()])
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights.append(self.model.get_weights())
-        self.val_loss.append(logs["val_loss"])
-
-
 def test_early_stopping_restores_the_best_epoch_even_when_all_epochs_run(data):
     data, train, validation = data
     model = _model(data)
-    recorder = _Recorder(spoil_at=3)
+    recorder = EpochRecorder(spoil_at=3)
     km.training.train(model, train, validation, epochs=4, batch_size=128, learning_rate=1e-2,
                       early_stopping_patience=10, monitor="val_loss", verbose=0, callbacks=[recorder])
     best = int(np.argmin(recorder.val_loss))
@@ -46,24 +32,18 @@ def test_early_stopping_restores_the_best_epoch_even_when_all_epochs_run(data):
         np.testing.assert_array_equal(restored, recorded)
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 2:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_an_interrupted_run_resumes_where_it_stopped(data, tmp_path):
     data, train, validation = data
     backup = str(tmp_path / "backup")
-    first = _Recorder()
+    first = EpochRecorder()
     with pytest.raises(KeyboardInterrupt):
         km.training.train(_model(data), train, validation, epochs=4, batch_size=128, learning_rate=1e-2,
                           early_stopping_patience=10, monitor="val_loss", backup_dir=backup, verbose=0,
-                          callbacks=[first, _Interrupt()])
+                          callbacks=[first, InterruptAtEpoch2()])
     assert len(first.val_loss) == 2
 
     model = _model(data)
-    second = _Recorder()
+    second = EpochRecorder()
     history = km.training.train(model, train, validation, epochs=4, batch_size=128, learning_rate=1e-2,
                                 early_stopping_patience=10, monitor="val_loss", backup_dir=backup, verbose=0,
                                 callbacks=[second])
