@@ -275,6 +275,13 @@ class MultiDomainModel(keras.Model):
             weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
         return weights
 
+    def _group_sums(self, values, x):
+        """Per-row `values [B]` summed per loss group: `[1]` pooled, `[D]` per domain."""
+        if self.loss_reduction == "pooled":
+            return ops.sum(values, keepdims=True)
+        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
+        return ops.segment_sum(values, domain_ids, num_segments=self.domain.num_domains)
+
     def loss_counts(self, x, y, sample_weight=None):
         """The denominators of the task losses: labelled (weighted) rows per task and loss group, `[T, G]`.
 
@@ -283,28 +290,18 @@ class MultiDomainModel(keras.Model):
         weights and domains only, so a data-parallel step can sum them over
         replicas before the forward pass (`keras_mdr.training.distributed`).
         """
-        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
-        counts = []
-        for task in self.tasks:
-            weights = self._row_weights(ops.cast(y[task.name], "float32"), sample_weight)
-            if self.loss_reduction == "pooled":
-                counts.append(ops.sum(weights, keepdims=True))
-            else:
-                counts.append(ops.segment_sum(weights, domain_ids, num_segments=self.domain.num_domains))
-        return ops.stack(counts)
+        return ops.stack(
+            [self._group_sums(self._row_weights(ops.cast(y[t.name], "float32"), sample_weight), x) for t in self.tasks]
+        )
 
     def loss_sums(self, x, y, y_pred, sample_weight=None):
         """The numerators of the task losses: weighted logloss summed per task and loss group, `[T, G]`."""
-        domain_ids = ops.cast(x[DOMAIN_ID], "int32")
         sums = []
         for task in self.tasks:
             labels = ops.cast(y[task.name], "float32")
             weights = self._row_weights(labels, sample_weight)
             losses = binary_logloss(ops.clip(labels, 0.0, 1.0), ops.cast(y_pred[task.name], "float32")) * weights
-            if self.loss_reduction == "pooled":
-                sums.append(ops.sum(losses, keepdims=True))
-            else:
-                sums.append(ops.segment_sum(losses, domain_ids, num_segments=self.domain.num_domains))
+            sums.append(self._group_sums(losses, x))
         return ops.stack(sums)
 
     def task_loss(self, sums, counts):
