@@ -20,9 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from movielens_quality import VARIANTS  # noqa: E402
-from throughput import MATCHED  # noqa: E402
+from throughput import cached_batches, model_spec  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
 from keras_mdr.data import public  # noqa: E402
@@ -43,7 +41,7 @@ def main():
           f"{args.values[0]} | load (1 min) |")
     print("|---|" + "---:|" * (len(args.values) + 2))
     for name in args.models:
-        model_name, params = {**VARIANTS, **MATCHED}.get(name, (name, {}))
+        model_name, params = model_spec(name)
         models = {}
         for value in args.values:
             keras.utils.set_random_seed(0)
@@ -51,8 +49,7 @@ def main():
                                    data=data.frame, **params)
             model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=value)
             models[value] = model
-        batches = models[args.values[0]].make_dataset(data.frame, args.batch_size, shuffle=True, seed=0)
-        batches = batches.filter(lambda x, y: tf.shape(y["click"])[0] == args.batch_size).take(8).cache().repeat()
+        batches = cached_batches(models[args.values[0]], data.frame, args.batch_size)
         seconds = {value: [] for value in args.values}
         for round_index in range(args.rounds):
             for value, model in models.items():

@@ -61,6 +61,19 @@ REFERENCE = {
     "matched_m3oe": (79_501, 287_654),
     "matched_hamur": (3_834, 14_063),
 }
+def model_spec(variant):
+    """`(registered model, hyper-parameters)` of a benchmark variant or a plain model name."""
+    return {**VARIANTS, **MATCHED}.get(variant, (variant, {}))
+
+
+def cached_batches(model, frame, batch_size):
+    """8 full preprocessed batches of `frame`, cached and cycled: the model's numeric core alone is timed."""
+    import tensorflow as tf
+
+    batches = model.make_dataset(frame, batch_size, shuffle=True, seed=0)
+    return batches.filter(lambda x, y: tf.shape(y["click"])[0] == batch_size).take(8).cache().repeat()
+
+
 DOT = re.compile(r"= f32\[([\d,]*)\]\S* dot\(f32\[([\d,]*)\]\S* %[^,]+, .*lhs_contracting_dims=\{([\d,]*)\}")
 
 
@@ -86,15 +99,14 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     import keras_mdr as km
     from keras_mdr.data import public
 
-    model_name, params = {**VARIANTS, **MATCHED}.get(variant, (variant, {}))
+    model_name, params = model_spec(variant)
     data = public.movielens(data_path, embedding_dim=16)
     keras.utils.set_random_seed(0)
     model = km.build_model(model_name, features=data.features, domain=data.domain, tasks=data.tasks,
                            data=data.frame, **params)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
     assert model.jit_compile == jit_compile
-    batches = model.make_dataset(data.frame, batch_size, shuffle=True, seed=0)
-    batches = batches.filter(lambda x, y: tf.shape(y["click"])[0] == batch_size).take(8).cache().repeat()
+    batches = cached_batches(model, data.frame, batch_size)
     inputs = batches.map(lambda x, y: x)
 
     train_seconds = median_seconds(lambda: model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0), repeats)
