@@ -131,11 +131,44 @@ def _key(held_out, model_name, seed):
     return f"{held_out}/{model_name}/{seed}"
 
 
-def markdown(results, held_outs, models, seeds):
-    """Tables: per held-out domain and fraction, mean over seeds of the new domain's and the source domains' AUC."""
+def _summary(results, held_outs, models, seeds):
+    """Mean over held-out domains: the new domain's AUC and the old domains' change, mean ± std over seeds."""
     import numpy as np
 
-    lines = []
+    lines = ["\nMean over the held-out domains: the new domain's test AUC / the change of the two old domains' mean "
+             "test AUC from the source model; ± is the standard deviation over seeds of that mean\n",
+             "| model | method | seeds | " + " | ".join(f"{f:.0%}: new AUC / old Δ" for f in FRACTIONS) + " |",
+             "|---|---|---:|" + "---:|" * len(FRACTIONS)]
+    for model_name in models:
+        present = [s for s in seeds if all(_key(h, model_name, s) in results for h in held_outs)]
+        if not present:
+            continue
+        for method in METHODS + ("scratch",):
+            row = []
+            for fraction in FRACTIONS:
+                new, change = [], []
+                for seed in present:
+                    per_domain_new, per_domain_change = [], []
+                    for held_out in held_outs:
+                        cell = results[_key(held_out, model_name, seed)]
+                        run = next(r for r in cell["runs"] if r["fraction"] == fraction and r["method"] == method)
+                        before = np.mean(list(cell["source"]["aucs"].values()))
+                        after = np.mean([a for d, a in run["aucs"].items() if d != held_out])
+                        per_domain_new.append(run["aucs"][held_out])
+                        per_domain_change.append(after - before)
+                    new.append(np.mean(per_domain_new))
+                    change.append(np.mean(per_domain_change))
+                row.append(f"{np.mean(new):.4f} ± {np.std(new):.4f} / {np.mean(change):+.4f}")
+            lines.append(f"| {model_name} | {method} | {len(present)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def markdown(results, held_outs, models, seeds):
+    """Tables: the summary over held-out domains, then per held-out domain and fraction, mean over seeds of the new
+    domain's and the source domains' AUC."""
+    import numpy as np
+
+    lines = _summary(results, held_outs, models, seeds)
     for held_out in held_outs:
         lines += [f"\nHeld-out domain `{held_out}`: test AUC of the new domain / mean of the two source domains "
                   "(before the transfer: source model), trainable parameters, transfer seconds; mean over seeds\n",
