@@ -71,10 +71,13 @@ def _quickstart(args):
 def _train(args):
     from keras_mdr import config as config_lib
     from keras_mdr import run
+    from keras_mdr.training.distributed import make_strategy
 
     config = config_lib.load_config(args.config)
     if "transfer" in config:
         raise ValueError(f"config: {args.config} has a 'transfer' section; run `keras-mdr transfer --config` on it")
+    # Before anything starts TensorFlow's runtime, which a MultiWorkerMirroredStrategy must configure.
+    strategy = make_strategy(config["training"]["distribution"])
     train, validation, test = config_lib.load_splits(config)
     run.train_and_evaluate(
         config["model"]["name"],
@@ -87,6 +90,7 @@ def _train(args):
         test,
         config["training"],
         config["output"],
+        strategy=strategy,
     )
     written = [run.METRICS_FILE, run.HISTORY_FILE]
     if os.path.exists(os.path.join(config["output"], run.REPORT_PLOT)):
@@ -97,14 +101,18 @@ def _train(args):
 def _transfer(args):
     from keras_mdr import config as config_lib
     from keras_mdr import run
+    from keras_mdr.training.distributed import make_strategy
     from keras_mdr.transfer import load_source_model
 
     config = config_lib.load_config(args.config)
     if "transfer" not in config:
         raise ValueError(f"config: {args.config} has no 'transfer' section (see `keras-mdr transfer --help`)")
+    strategy = make_strategy(config["training"]["distribution"])  # before TensorFlow starts (see _train)
     source = load_source_model(config["transfer"]["from"])
     train, validation, test = config_lib.load_splits(config, source.features, source.domain)
-    run.transfer_and_evaluate(source, config["transfer"], train, validation, test, config["training"], config["output"])
+    run.transfer_and_evaluate(
+        source, config["transfer"], train, validation, test, config["training"], config["output"], strategy=strategy
+    )
     print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)} and {run.METRICS_FILE}")
 
 

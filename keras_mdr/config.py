@@ -9,7 +9,8 @@ domain: {column: domain}
 tasks: [{name: click, label: label}, {name: like, label: like, mask: click}]
 model: {name: mmoe, params: {}}
 training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022,
-           tensorboard: false}   # true: TensorBoard logs in OUTPUT/tensorboard
+           tensorboard: false,   # true: TensorBoard logs in OUTPUT/tensorboard
+           distribution: null}   # {strategy: mirrored} or {strategy: multi_worker} (keras_mdr.training.distributed)
 output: DIR
 ```
 
@@ -41,6 +42,7 @@ from keras_mdr import specs as specs_lib
 from keras_mdr.did_you_mean import did_you_mean
 from keras_mdr.data.readers import read_table
 from keras_mdr.data.splits import random_split
+from keras_mdr.training.distributed import STRATEGIES
 
 TOP_LEVEL_KEYS = ("data", "features", "domain", "tasks", "model", "training", "output", "transfer")
 TRANSFER_TOP_LEVEL_KEYS = ("data", "training", "output", "transfer")
@@ -55,6 +57,7 @@ TRAINING_DEFAULTS = {
     "jit_compile": True,
     "steps_per_execution": 8,
     "tensorboard": False,
+    "distribution": None,
 }
 DEFAULT_SPLIT = {"seed": 2022, "fractions": [0.8, 0.1, 0.1]}
 
@@ -94,6 +97,20 @@ def _check_types(where, mapping, types):
     for key, (check, description) in types.items():
         if key in mapping and not check(mapping[key]):
             raise ValueError(f"config: '{where}.{key}' must be {description}, got {mapping[key]!r}")
+
+
+def _check_distribution(distribution):
+    """`training.distribution`: `null`, or `{strategy: NAME}` with a name of `STRATEGIES`."""
+    if distribution is None:
+        return
+    _check_keys("training.distribution", distribution, ("strategy",))
+    strategy = distribution.get("strategy")
+    if strategy not in STRATEGIES:
+        allowed = list(STRATEGIES)
+        raise ValueError(
+            f"config: 'training.distribution.strategy' must be one of {allowed}, got {strategy!r}"
+            f"{did_you_mean([strategy], allowed)}"
+        )
 
 
 def _parse(path, text):
@@ -162,6 +179,7 @@ def load_config(path):
     training = dict(config.get("training") or {})
     _check_keys("training", training, TRAINING_DEFAULTS)
     _check_types("training", training, TRAINING_TYPES)
+    _check_distribution(training.get("distribution"))
     training = {**TRAINING_DEFAULTS, **training}
     if not isinstance(config["output"], str):
         raise ValueError(f"config: 'output' must be a folder path, got {config['output']!r}")

@@ -1,5 +1,6 @@
 """A full training run: build, fit, evaluate per domain, save. Shared by the CLI's commands."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,6 +61,7 @@ def train_and_evaluate(
     output_dir,
     verbose="auto",
     echo=print,
+    strategy=None,
 ):
     """Builds `model_name`, trains it with early stopping and checkpoints, evaluates and saves.
 
@@ -69,28 +71,45 @@ def train_and_evaluate(
     (`plot_report`; needs matplotlib) and, with `training["tensorboard"]`,
     TensorBoard logs in `output_dir/tensorboard`.
     An interrupted run resumes from `output_dir/backup` when run again.
+    With a `strategy` (`make_strategy(training["distribution"])`, made before
+    TensorFlow starts) the model is built under its scope and trained on it.
 
     Returns:
         `(model, metrics)`.
     """
     keras.utils.set_random_seed(training["seed"])
-    model = build_model(
-        model_name,
-        features=features,
-        domain=domain,
-        tasks=tasks,
-        data=train_frame,
-        batch_size=training["batch_size"],
-        **params,
-    )
+    with _scope(strategy):
+        model = build_model(
+            model_name,
+            features=features,
+            domain=domain,
+            tasks=tasks,
+            data=train_frame,
+            batch_size=training["batch_size"],
+            **params,
+        )
     metrics = fit_evaluate_save(
-        model, train_frame, validation_frame, test_frame, training, output_dir, verbose=verbose, echo=echo
+        model, train_frame, validation_frame, test_frame, training, output_dir, verbose=verbose, echo=echo,
+        strategy=strategy,
     )
     return model, metrics
 
 
+def _scope(strategy):
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
 def transfer_and_evaluate(
-    source, transfer, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print
+    source,
+    transfer,
+    train_frame,
+    validation_frame,
+    test_frame,
+    training,
+    output_dir,
+    verbose="auto",
+    echo=print,
+    strategy=None,
 ):
     """Adds new domains to a saved model (`keras_mdr.transfer.add_domain`), trains, evaluates and saves.
 
@@ -103,7 +122,8 @@ def transfer_and_evaluate(
 
     Writes `output_dir/model.keras` and `output_dir/metrics.json` as
     `train_and_evaluate` does, with every domain (source and new) per split;
-    the source model's file is only read.
+    the source model's file is only read. With a `strategy` the new model is
+    built under its scope and trained on it.
 
     Returns:
         `(model, metrics)`.
@@ -112,23 +132,27 @@ def transfer_and_evaluate(
     if os.path.abspath(os.path.join(output_dir, MODEL_FILE)) == source_path:
         raise ValueError(f"output {output_dir} would overwrite the source model {source_path}; choose another output")
     keras.utils.set_random_seed(training["seed"])
-    model = add_domain(
-        source,
-        transfer["domain_values"],
-        data=train_frame,
-        method=transfer["method"],
-        init_from=transfer["init_from"],
-        **transfer["params"],
-    )
+    with _scope(strategy):
+        model = add_domain(
+            source,
+            transfer["domain_values"],
+            data=train_frame,
+            method=transfer["method"],
+            init_from=transfer["init_from"],
+            **transfer["params"],
+        )
     model.trainable_report(print_fn=echo)
     metrics = fit_evaluate_save(
-        model, train_frame, validation_frame, test_frame, training, output_dir, verbose=verbose, echo=echo
+        model, train_frame, validation_frame, test_frame, training, output_dir, verbose=verbose, echo=echo,
+        strategy=strategy,
     )
     return model, metrics
 
 
-def fit_evaluate_save(model, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print):
-    """Trains `model` with early stopping and checkpoints, evaluates it per domain, saves model and metrics."""
+def fit_evaluate_save(
+    model, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print, strategy=None
+):
+    """Trains `model` (on `strategy`, if any) with early stopping and checkpoints, evaluates it per domain, saves."""
     backup_dir = os.path.join(output_dir, "backup")
     history = train(
         model,
@@ -143,6 +167,7 @@ def fit_evaluate_save(model, train_frame, validation_frame, test_frame, training
         seed=training["seed"],
         verbose=verbose,
         tensorboard_dir=os.path.join(output_dir, TENSORBOARD_DIR) if training.get("tensorboard") else None,
+        strategy=strategy,
     )
     metrics = evaluate_splits(model, {"validation": validation_frame, "test": test_frame}, echo=echo)
     save_model(model, output_dir)

@@ -147,6 +147,14 @@ def _edit(config_file, change):
         (lambda c: c.update(tasks="click"), r"'tasks' must be a list, got 'click'"),
         (lambda c: c["model"].update(params=[1]), r"'model.params' must be a mapping"),
         (lambda c: c["data"].update(split={"seed": "x"}), r"'data.split.seed' must be an integer, got 'x'"),
+        (lambda c: c["training"].update(distribution={"strategy": "mirorred"}),
+         r"'training.distribution.strategy' must be one of \['mirrored', 'multi_worker'\], got 'mirorred' "
+         r"\(did you mean 'mirrored'\?\)"),
+        (lambda c: c["training"].update(distribution={}),
+         r"'training.distribution.strategy' must be one of \['mirrored', 'multi_worker'\], got None"),
+        (lambda c: c["training"].update(distribution="mirrored"), r"'training.distribution' must be a mapping"),
+        (lambda c: c["training"].update(distribution={"strategy": "mirrored", "devices": 2}),
+         r"unknown keys \['devices'\] in 'training.distribution'"),
     ],
 )
 def test_bad_configs_exit_2_with_the_problem_named(config_file, capsys, change, message):
@@ -155,6 +163,24 @@ def test_bad_configs_exit_2_with_the_problem_named(config_file, capsys, change, 
     err = capsys.readouterr().err
     assert err.startswith("keras-mdr train: error:") and err.count("\n") == 1, err
     assert re.search(message, err), err
+
+
+def test_train_with_a_mirrored_distribution_trains_on_the_strategy_and_writes_the_run(config_file, monkeypatch):
+    from keras_mdr import run as run_lib
+
+    strategies, original_train = [], run_lib.train
+
+    def train(model, *args, strategy, **kwargs):
+        strategies.append(strategy)
+        return original_train(model, *args, strategy=strategy, **kwargs)
+
+    monkeypatch.setattr(run_lib, "train", train)
+    _edit(config_file, lambda c: c["training"].update(distribution={"strategy": "mirrored"}, epochs=1))
+    assert cli.main(["train", "--config", str(config_file)]) == 0
+    assert [type(s).__name__ for s in strategies] == ["MirroredStrategy"]
+    run = config_file.parent / "run"
+    assert json.loads((run / "metrics.json").read_text())["test"]["auc"] is not None
+    assert (run / "model.keras").exists() and not (run / "backup").exists()
 
 
 def test_invalid_yaml_names_the_file_line_and_column(config_file, capsys):

@@ -53,6 +53,19 @@ from keras import ops
 from keras_mdr.features.preprocessing import DOMAIN_ID
 from keras_mdr.training.progress import with_progress_logger
 
+# The strategies a run config names (`training.distribution.strategy`).
+STRATEGIES = {
+    "mirrored": tf.distribute.MirroredStrategy,  # every GPU of this machine, else its CPU
+    "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,  # the cluster that TF_CONFIG describes
+}
+
+
+def make_strategy(distribution):
+    """The strategy of a run config's `training.distribution` (`{"strategy": name}`), or `None` for none."""
+    if distribution is None:
+        return None
+    return STRATEGIES[distribution["strategy"]]()
+
 
 def check_model_in_scope(model, strategy):
     """Raises unless `model` was created under `strategy.scope()` (its variables are the strategy's).
