@@ -38,6 +38,12 @@ VARIANTS = {
     "hamur_mlp": ("hamur", {"backbone": "mlp"}),
     "hamur_dcn": ("hamur", {"backbone": "dcn"}),
     "hamur_wide_deep": ("hamur", {"backbone": "wide_deep"}),
+    # HAMUR's AUC study (RESULTS.md): one change from the defaults each.
+    "hamur_two_adapters": ("hamur", {"adapter_after": [0, 1]}),
+    "hamur_hyper_128": ("hamur", {"hyper_units": [128]}),
+    "hamur_rank_64": ("hamur", {"rank": 64, "bottleneck": 64}),
+    "hamur_dropout_0.1": ("hamur", {"dropout": 0.1}),
+    "hamur_reference_init": ("hamur", {"reference_init": True}),
     # The default schedule moves alpha by 0.1 in 1,000 steps; ML-100K trains about 20 steps an epoch, so
     # this variant sharpens it (alpha ~ 11 after 10 epochs) and adds the sparsity regulariser.
     "adasparse_sharp": ("adasparse", {"alpha_step": 0.05, "sparsity_range": (0.2, 0.5)}),
