@@ -79,7 +79,7 @@ def _train(args):
     # Before anything starts TensorFlow's runtime, which a MultiWorkerMirroredStrategy must configure.
     strategy = make_strategy(config["training"]["distribution"])
     train, validation, test = config_lib.load_splits(config)
-    run.train_and_evaluate(
+    _, metrics = run.train_and_evaluate(
         config["model"]["name"],
         config["model"]["params"],
         config["features"],
@@ -92,6 +92,8 @@ def _train(args):
         config["output"],
         strategy=strategy,
     )
+    if metrics is None:  # a worker other than the chief, which writes
+        return
     written = [run.METRICS_FILE, run.HISTORY_FILE]
     if os.path.exists(os.path.join(config["output"], run.REPORT_PLOT)):
         written.append(run.REPORT_PLOT)
@@ -110,9 +112,11 @@ def _transfer(args):
     strategy = make_strategy(config["training"]["distribution"])  # before TensorFlow starts (see _train)
     source = load_source_model(config["transfer"]["from"])
     train, validation, test = config_lib.load_splits(config, source.features, source.domain)
-    run.transfer_and_evaluate(
+    _, metrics = run.transfer_and_evaluate(
         source, config["transfer"], train, validation, test, config["training"], config["output"], strategy=strategy
     )
+    if metrics is None:  # a worker other than the chief, which writes
+        return
     print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)} and {run.METRICS_FILE}")
 
 

@@ -6,9 +6,11 @@ import os
 import shutil
 
 import keras
+import tensorflow as tf
 
 from keras_mdr.models.registry import build_model
 from keras_mdr.training.report import format_report
+from keras_mdr.training.distributed import is_chief
 from keras_mdr.training.report_plot import history_for_json, plot_report
 from keras_mdr.training.trainer import train
 from keras_mdr.transfer.new_domain import add_domain
@@ -152,7 +154,10 @@ def transfer_and_evaluate(
 def fit_evaluate_save(
     model, train_frame, validation_frame, test_frame, training, output_dir, verbose="auto", echo=print, strategy=None
 ):
-    """Trains `model` (on `strategy`, if any) with early stopping and checkpoints, evaluates it per domain, saves."""
+    """Trains `model` (on `strategy`, if any) with early stopping and checkpoints, saves it, evaluates it per domain.
+
+    On several workers only the chief saves and evaluates; the others return `None`.
+    """
     backup_dir = os.path.join(output_dir, "backup")
     history = train(
         model,
@@ -169,8 +174,13 @@ def fit_evaluate_save(
         tensorboard_dir=os.path.join(output_dir, TENSORBOARD_DIR) if training.get("tensorboard") else None,
         strategy=strategy,
     )
-    metrics = evaluate_splits(model, {"validation": validation_frame, "test": test_frame}, echo=echo)
-    save_model(model, output_dir)
+    if not is_chief(strategy):
+        echo(f"\nTrained; the chief writes {output_dir}")
+        return None
+    path = save_model(model, output_dir)
+    # Keras' evaluate fails under this strategy (keras_mdr.training.distributed): a copy without it evaluates.
+    evaluated = keras.saving.load_model(path) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else model
+    metrics = evaluate_splits(evaluated, {"validation": validation_frame, "test": test_frame}, echo=echo)
     write_json(metrics, os.path.join(output_dir, METRICS_FILE))
     history = history_for_json(history.history)
     write_json(history, os.path.join(output_dir, HISTORY_FILE))

@@ -12,22 +12,21 @@ shards): Adam on the dense gradient of the model's own loss, `compute_loss`,
 of the global batch. As in the distributed step, each shard goes through the
 model as a batch of its own (HAMUR's `DomainNormalization` uses its batch's
 statistics) and the auxiliary losses are each shard's, averaged.
+`multi_worker_equivalence.py` runs the same comparison on two worker processes.
 """
 
 import json
 import sys
 
+import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
-_CPU = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
-
-import keras_mdr as km  # noqa: E402
-from keras_mdr.testing import tiny_synthetic  # noqa: E402
+import keras_mdr as km
+from keras_mdr.features.preprocessing import DOMAIN_ID
+from keras_mdr.testing import tiny_synthetic
+from keras_mdr.training.distributed import distribute_dataset
 
 # name: (hyper-parameters, training rows, validation rows). Each shape costs an XLA compilation per
 # device, so only mmoe runs an uneven last batch (197 rows in batches of 64: the last 5 split 3 / 2) and
@@ -84,41 +83,83 @@ def _labelled_rows_per_replica(shards, model):
     ]
 
 
-def compare(name, hyper_parameters, train_rows, validation_rows, strategy, data):
+def replica_shards(strategy, dataset):
+    """`[batch][replica] = (x, y)`: every replica's part of each global batch, gathered onto this worker."""
+
+    @tf.function
+    def gather(batch):
+        rows = strategy.run(lambda x: tf.shape(x[DOMAIN_ID])[:1], args=(batch[0],))
+        return strategy.gather(rows, axis=0), tf.nest.map_structure(lambda part: strategy.gather(part, axis=0), batch)
+
+    shards = []
+    for batch in distribute_dataset(strategy, dataset):
+        rows, gathered = gather(batch)
+        rows = rows.numpy()
+        ends = np.cumsum(rows)
+        shards.append([tf.nest.map_structure(lambda t: t[end - n:end], gathered) for n, end in zip(rows, ends)])
+    return shards
+
+
+def train_both(name, hyper_parameters, train_rows, validation_rows, strategy, data):
+    """Trains `name` on `strategy` and in one process on the same global batches; returns what both did.
+
+    Returns:
+        `(distributed_model, single_model, validation_rows, result)`, `result`
+        a dict of `weight_difference`, both `..._logs`, the
+        `labelled_rows_per_replica` and `global_batches_match`: whether the
+        replicas' parts of each batch make up the batch one process draws.
+    """
     train = data.frame.iloc[:train_rows]
     validation = data.frame.iloc[train_rows:train_rows + validation_rows] if validation_rows else None
     keras.utils.set_random_seed(SEED)
     with strategy.scope():
-        mirrored = km.build_model(name, data.features, data.domain, data.tasks, data=data.frame, **hyper_parameters)
+        distributed = km.build_model(name, data.features, data.domain, data.tasks, data=data.frame, **hyper_parameters)
     single = km.build_model(name, data.features, data.domain, data.tasks, data=data.frame, **hyper_parameters)
-    single.set_weights(mirrored.get_weights())
+    single.set_weights(distributed.get_weights())
 
     # The batches `train` will draw: the same shuffle seed, split over the replicas the same way.
-    dataset = strategy.experimental_distribute_dataset(mirrored.make_dataset(train, BATCH, shuffle=True, seed=SEED))
-    shards = [list(zip(*(strategy.experimental_local_results(part) for part in batch))) for batch in dataset]
+    # (A fresh dataset each time: a second pass over one would reshuffle.)
+    shards = replica_shards(strategy, single.make_dataset(train, BATCH, shuffle=True, seed=SEED))
+    batches = list(single.make_dataset(train, BATCH, shuffle=True, seed=SEED))
+    global_batches_match = len(shards) == len(batches) and all(
+        np.array_equal(np.concatenate([x[column] for x, _ in replicas]), batch[column])
+        for replicas, (batch, _) in zip(shards, batches)
+        for column in batch
+    )
 
-    history = km.training.train(mirrored, train, validation, epochs=1, batch_size=BATCH,
+    history = km.training.train(distributed, train, validation, epochs=1, batch_size=BATCH,
                                 learning_rate=LEARNING_RATE, seed=SEED, verbose=0, strategy=strategy)
     logs = _single_process(single, shards, validation)
-    reports = [m.evaluate_report(validation) for m in (mirrored, single)] if validation is not None else None
-    return {
-        "evaluate_reports": reports,
+    return distributed, single, validation, {
         "weight_difference": max(
             float(np.max(np.abs(a.numpy() - b.numpy())))
-            for a, b in zip(mirrored.trainable_weights, single.trainable_weights)
+            for a, b in zip(distributed.trainable_weights, single.trainable_weights)
         ),
-        "state_copies_differ": [
-            v.path for v in mirrored.non_trainable_weights
-            if not all(np.array_equal(copy, strategy.experimental_local_results(v.value)[0])
-                       for copy in strategy.experimental_local_results(v.value))
-        ],
-        "mirrored_logs": {key: values[-1] for key, values in history.history.items()},
+        "distributed_logs": {key: values[-1] for key, values in history.history.items()},
         "single_logs": logs,
         "labelled_rows_per_replica": _labelled_rows_per_replica(shards, single),
+        "global_batches_match": global_batches_match,
     }
 
 
+def compare(name, hyper_parameters, train_rows, validation_rows, strategy, data):
+    """`train_both`'s result, with both models' `evaluate_reports` and the state whose replica copies differ."""
+    mirrored, single, validation, result = train_both(name, hyper_parameters, train_rows, validation_rows, strategy,
+                                                      data)
+    result["evaluate_reports"] = (
+        [m.evaluate_report(validation) for m in (mirrored, single)] if validation is not None else None
+    )
+    result["state_copies_differ"] = [
+        v.path for v in mirrored.non_trainable_weights
+        if not all(np.array_equal(copy, strategy.experimental_local_results(v.value)[0])
+                   for copy in strategy.experimental_local_results(v.value))
+    ]
+    return result
+
+
 def main(out_path):
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     data = tiny_synthetic(max(train + validation for _, train, validation in CASES.values()))
     results = {name: compare(name, *case, strategy, data) for name, case in CASES.items()}

@@ -19,14 +19,17 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     Args:
         state_dir: folder for the resumable state, or `None`.
+        write_state: `False` to only read the state from `state_dir` (a
+            worker other than the chief, which writes it).
         **kwargs: `keras.callbacks.EarlyStopping` arguments;
             `restore_best_weights` is always on.
     """
 
-    def __init__(self, state_dir=None, **kwargs):
+    def __init__(self, state_dir=None, write_state=True, **kwargs):
         kwargs["restore_best_weights"] = True
         super().__init__(**kwargs)
         self.state_dir = state_dir
+        self.write_state = write_state
 
     def _paths(self):
         return (
@@ -48,7 +51,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
-        if self.state_dir is None or self.best_weights is None:
+        if self.state_dir is None or self.best_weights is None or not self.write_state:
             return
         os.makedirs(self.state_dir, exist_ok=True)
         state_path, weights_path = self._paths()
@@ -62,7 +65,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
-        if self.state_dir is not None:
+        if self.state_dir is not None and self.write_state:
             for path in self._paths():
                 if os.path.exists(path):
                     os.remove(path)

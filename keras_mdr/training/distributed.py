@@ -8,7 +8,31 @@ So each global batch runs through a loop of our own: an outer `tf.function`
 (not XLA) calls `strategy.run` on a replica step whose forward and backward
 pass is a `tf.function(jit_compile=...)`; applying the gradients (with their
 all-reduce), the metric updates and the all-reduce of the loss denominators
-stay outside XLA (XLA on CPU has no collective gather).
+stay outside XLA (XLA on CPU has no collective gather). The same loop runs
+on one machine's devices (`MirroredStrategy`) and on several machines
+(`MultiWorkerMirroredStrategy`, the cluster that `TF_CONFIG` describes).
+
+Several workers: every worker runs the same program on the same data and
+keeps its replicas' part of each global batch (`distribute_dataset`: the
+data set is split by rows, tf.data's `AutoShardPolicy.DATA`, not by files).
+That is the smallest design that keeps the global batches of one process:
+the workers shuffle with the same seed (so `train` needs one) and
+`experimental_distribute_dataset` cuts every global batch into the
+replicas' parts. Its cost: every worker reads and preprocesses all rows.
+Only the chief (`is_chief`: task 0 when the cluster has no `chief` task)
+writes: the `backup_dir` checkpoint and the early-stopping state are written
+by it and read by every worker when a run resumes (so `backup_dir` must be
+a folder that all workers see), and `keras_mdr.run` writes the model,
+`metrics.json` and the history on the chief only. Keras' `evaluate` fails
+under `MultiWorkerMirroredStrategy` too (its data adapter meets the
+distributed batches, seen), so there the chief evaluates a copy of the
+saved model loaded outside the strategy (`keras_mdr.run`).
+
+A worker that dies stops the run: the others fail at their next collective
+once its heartbeats stop ("The following tasks are unhealthy", about 10 s
+after the kill in `tests/test_distributed.py`). Started again, every worker
+restores the chief's last epoch checkpoint (weights, optimizer state, the
+epoch, early stopping's memory) and the epoch in progress is trained again.
 
 What equals a single-process run on the same global batches:
 
@@ -36,13 +60,17 @@ Likewise a layer whose training computation depends on the batch (CESAA's
 capacity dispatch, HAMUR's `DomainNormalization`) sees each replica's rows,
 and random ops (dropout, gate noise) draw other numbers than a single process
 does. Moving statistics are not synchronised: each replica updates its own
-copy from its rows, and `get_weights` reads the first replica's.
+copy from its rows, and `get_weights` reads the first replica's (on
+several workers, this worker's first replica's: the chief saves its own).
 
 After every step a model that gained domains with a frozen method
 (`keras_mdr.transfer`) writes its source domains' rows back, as under `fit`
 (`keep_source_domains`). The model must have been created under
 `strategy.scope()`, so that its variables are the strategy's
 (`check_model_in_scope`).
+
+Tested: `tests/test_distributed.py` (two logical CPUs, and two worker
+processes on 127.0.0.1), on CPU only.
 """
 
 import keras
@@ -65,6 +93,39 @@ def make_strategy(distribution):
     if distribution is None:
         return None
     return STRATEGIES[distribution["strategy"]]()
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints and results: not on a worker other than the chief (`None`: yes)."""
+    return strategy is None or strategy.extended.should_checkpoint
+
+
+def distribute_dataset(strategy, dataset):
+    """`dataset` of global batches, each split over the replicas; a worker keeps its replicas' parts.
+
+    Sharded by rows (`AutoShardPolicy.DATA`): every worker reads all of
+    `dataset`, so each global batch is the one a single process draws.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` for a worker that is not the chief: restores from the chief's backup, never writes it.
+
+    All workers must resume from the same epoch, so they read the one
+    checkpoint the chief writes (in a folder that they all see).
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
 
 
 def check_model_in_scope(model, strategy):
@@ -161,16 +222,22 @@ def fit_distributed(
 ):
     """Trains a compiled `model` on `strategy`, epoch by epoch, with Keras callbacks; returns the `History`.
 
-    `batch_size` is the global batch; `strategy.experimental_distribute_dataset`
-    splits each one over the replicas. The callbacks see what they see under
-    `fit`: epoch logs with every metric (and `val_` ones), `model.stop_training`.
+    `batch_size` is the global batch; `distribute_dataset` splits each one
+    over the replicas. The callbacks see what they see under `fit`: epoch
+    logs with every metric (and `val_` ones), `model.stop_training`.
+
+    Raises:
+        ValueError: on several workers without a `seed` (each would shuffle
+            the rows its own way, and the global batches would lose rows).
     """
-    train = model.make_dataset(train_data, batch_size, shuffle=True, seed=seed)
-    train = strategy.experimental_distribute_dataset(train)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and seed is None:
+        raise ValueError("Training on a MultiWorkerMirroredStrategy needs a seed, the same on every worker, so that "
+                         "the workers split the same shuffled global batches")
+    train = distribute_dataset(strategy, model.make_dataset(train_data, batch_size, shuffle=True, seed=seed))
     steps = _ReplicaSteps(model, strategy, jit_compile)
     train_step = steps.function(train.element_spec, training=True)
     if validation_data is not None:
-        validation = strategy.experimental_distribute_dataset(model.make_dataset(validation_data, batch_size))
+        validation = distribute_dataset(strategy, model.make_dataset(validation_data, batch_size))
         test_step = steps.function(validation.element_spec, training=False)
 
     callbacks = keras.callbacks.CallbackList(

@@ -43,7 +43,9 @@ def train(
         monitor: the metric early stopping watches (`val_auc` is maximised,
             anything else named `*loss*` minimised).
         backup_dir: checkpoint every epoch there and resume from it, so an
-            interrupted run loses at most the epoch in progress.
+            interrupted run loses at most the epoch in progress. On several
+            workers only the chief writes it, and every worker resumes from
+            it: a folder that all of them see.
         jit_compile: XLA for the train step. On by default: measured faster
             on GPU and, for every model of the zoo, on CPU too
             (`benchmarks/RESULTS.md`). One exception on CPU: Keras' random
@@ -64,7 +66,9 @@ def train(
             map (`keras_mdr.training.tensorboard`; `pip install
             'keras-mdr[tensorboard]'`).
         strategy: a `tf.distribute.MirroredStrategy` to train data-parallel
-            on its devices; the model must have been created under
+            on its devices, or a `MultiWorkerMirroredStrategy` on the
+            cluster of `TF_CONFIG` (every worker runs the same call, with a
+            `seed`); the model must have been created under
             `strategy.scope()`, and `batch_size` is the global batch, split
             over the replicas. It trains with keras_mdr's own step loop
             (`keras_mdr.training.distributed`, which says what equals a
@@ -95,8 +99,11 @@ def train(
     if tensorboard_dir is not None:
         heat_map_rows = validation_data if validation_data is not None else train_data
         callbacks += tensorboard_callbacks(model, tensorboard_dir, heat_map_rows)
+    chief = distributed.is_chief(strategy)
     if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(backup_dir) if chief else distributed.RestoreOnlyBackup(backup_dir)
+        )
     if early_stopping_patience is not None:
         if validation_data is None:
             raise ValueError("early_stopping_patience needs validation data")
@@ -104,6 +111,7 @@ def train(
             0,
             ResumableEarlyStopping(
                 state_dir=None if backup_dir is None else os.path.join(backup_dir, "early_stopping"),
+                write_state=chief,
                 monitor=monitor,
                 mode="min" if "loss" in monitor else "max",
                 patience=early_stopping_patience,
