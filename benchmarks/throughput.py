@@ -2,7 +2,8 @@
 
 Each (model, jit_compile) pair runs in its own process so that its peak memory
 is its own; each number is the median of `--repeats` timed runs after a
-warm-up run that traces and compiles. Batches are preprocessed once and cached, so the numbers measure
+warm-up run that traces and compiles. The model is compiled with `km.training.train`'s
+default `steps_per_execution` (`--steps-per-execution`), as a user's model is. Batches are preprocessed once and cached, so the numbers measure
 the model's numeric core (the `tf.data` preprocessing runs in parallel with
 training in real use). Peak memory is the process's peak resident set size
 on CPU, or TensorFlow's peak device allocation on GPU. Each result is added
@@ -40,6 +41,8 @@ sys.path.insert(0, HERE)
 from movielens_quality import VARIANTS  # noqa: E402
 from records import save_results  # noqa: E402
 from timing import median_seconds  # noqa: E402
+
+from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
 
 # The architectures of the side-by-side comparison with the PyTorch reference, on both sides.
 MATCHED = {
@@ -92,7 +95,7 @@ def forward_flops_per_example(model, inputs):
     return flops / next(iter(inputs.values())).shape[0]
 
 
-def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
+def measure(variant, jit_compile, data_path, batch_size, steps, repeats, steps_per_execution):
     import keras
     import tensorflow as tf
 
@@ -104,7 +107,8 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
     keras.utils.set_random_seed(0)
     model = km.build_model(model_name, features=data.features, domain=data.domain, tasks=data.tasks,
                            data=data.frame, **params)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
     assert model.jit_compile == jit_compile
     batches = cached_batches(model, data.frame, batch_size)
     inputs = batches.map(lambda x, y: x)
@@ -126,6 +130,7 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats):
         "jit_compile": jit_compile,
         "batch_size": batch_size,
         "steps": steps,
+        "steps_per_execution": steps_per_execution,
         "repeats": repeats,
         "train_examples_per_second": round(train_rate),
         "predict_examples_per_second": round(predict_rate),
@@ -180,7 +185,8 @@ def main():
     parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
     parser.add_argument("--models", nargs="+", default=["shared_bottom", "mmoe", "ple", "star"])
     parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed run")
+    parser.add_argument("--steps", type=int, default=24, help="steps per timed run (a multiple of the next)")
+    parser.add_argument("--steps-per-execution", type=int, default=TRAINING_DEFAULTS["steps_per_execution"])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "JIT"), help=argparse.SUPPRESS)
@@ -198,7 +204,8 @@ def main():
 
     if args.one:
         variant, jit = args.one
-        print(json.dumps(measure(variant, jit == "True", args.data, args.batch_size, args.steps, args.repeats)))
+        print(json.dumps(measure(variant, jit == "True", args.data, args.batch_size, args.steps, args.repeats,
+                                 args.steps_per_execution)))
         return
 
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -208,7 +215,8 @@ def main():
             if any((r["model"], r["jit_compile"]) == (variant, jit) for r in results):
                 continue
             command = [sys.executable, __file__, "--one", variant, str(jit), "--data", args.data,
-                       "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+                       "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats),
+                       "--steps-per-execution", str(args.steps_per_execution)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             result = json.loads(output.strip().splitlines()[-1])
             results.append(result)
