@@ -178,8 +178,10 @@ def fit_evaluate_save(
         echo(f"\nTrained; the chief writes {output_dir}")
         return None
     path = save_model(model, output_dir)
-    # Keras' evaluate fails under this strategy (keras_mdr.training.distributed): a copy without it evaluates.
-    evaluated = keras.saving.load_model(path) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else model
+    evaluated = model
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras' evaluate fails under this strategy (keras_mdr.training.distributed): a copy without it evaluates.
+        evaluated = keras.saving.load_model(path)
     metrics = evaluate_splits(evaluated, {"validation": validation_frame, "test": test_frame}, echo=echo)
     write_json(metrics, os.path.join(output_dir, METRICS_FILE))
     history = history_for_json(history.history)

@@ -17,6 +17,8 @@ from keras_mdr import cli, run
 
 
 class KillAtEpoch(keras.callbacks.Callback):
+    """Kills this process at the second batch of `epoch` (0-based)."""
+
     def __init__(self, epoch):
         super().__init__()
         self.epoch, self.current = epoch, None

@@ -19,7 +19,7 @@ from keras_mdr.testing import tiny_synthetic
 from keras_mdr.training import distributed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE, os.environ.get("PYTHONPATH", "")]))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +242,8 @@ def _cli_config(folder):
     data.frame.to_csv(folder / "train.csv", index=False)
     config = {
         "data": {"train": "train.csv", "split": {"seed": 1, "fractions": [0.7, 0.15, 0.15]}},
-        "features": [{"name": "user_id", "type": "categorical", "embedding_dim": 4}, {"name": "age", "type": "numeric"}],
+        "features": [{"name": "user_id", "type": "categorical", "embedding_dim": 4},
+                     {"name": "age", "type": "numeric"}],
         "domain": {"column": "domain"},
         "tasks": [{"name": "click", "label": "click"}, {"name": "like", "label": "like", "mask": "click"}],
         "model": {"name": "shared_bottom", "params": {"bottom_units": [8], "tower_units": [4]}},
