@@ -23,6 +23,7 @@ _SUBPACKAGES = (
     "features",
     "layers",
     "models",
+    "optimizers",
     "serving",
     "specs",
     "testing",

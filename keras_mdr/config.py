@@ -9,6 +9,7 @@ domain: {column: domain}
 tasks: [{name: click, label: label}, {name: like, label: like, mask: click}]
 model: {name: mmoe, params: {}}
 training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022,
+           optimizer: adam,      # lazy_adam, adagrad or sgd: see keras_mdr.training.train
            tensorboard: false,   # true: TensorBoard logs in OUTPUT/tensorboard
            distribution: null}   # {strategy: mirrored} or {strategy: multi_worker} (keras_mdr.training.distributed)
 output: DIR
@@ -42,6 +43,7 @@ from keras_mdr import specs as specs_lib
 from keras_mdr.did_you_mean import did_you_mean
 from keras_mdr.data.readers import read_table
 from keras_mdr.data.splits import random_split
+from keras_mdr.optimizers import OPTIMIZERS
 from keras_mdr.training.distributed import STRATEGIES
 
 TOP_LEVEL_KEYS = ("data", "features", "domain", "tasks", "model", "training", "output", "transfer")
@@ -52,6 +54,7 @@ TRAINING_DEFAULTS = {
     "epochs": 50,
     "batch_size": 4096,
     "learning_rate": 1e-3,
+    "optimizer": "adam",
     "early_stopping_patience": 4,
     "seed": 2022,
     "jit_compile": True,
@@ -85,6 +88,7 @@ TRAINING_TYPES = {
     "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "optimizer": (lambda v: isinstance(v, str) and v in OPTIMIZERS, f"one of {list(OPTIMIZERS)}"),
     "early_stopping_patience": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
     "seed": (_is_int, "an integer"),
     "jit_compile": (lambda v: isinstance(v, bool), "true or false"),

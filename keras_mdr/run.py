@@ -165,6 +165,7 @@ def fit_evaluate_save(
         validation_frame,
         epochs=training["epochs"],
         learning_rate=training["learning_rate"],
+        optimizer=training["optimizer"],
         early_stopping_patience=training["early_stopping_patience"] if validation_frame is not None else None,
         backup_dir=backup_dir,
         jit_compile=training["jit_compile"],

@@ -144,6 +144,8 @@ def _edit(config_file, change):
         (lambda c: c["training"].update(epochs="ten"), r"'training.epochs' must be an integer >= 1, got 'ten'"),
         (lambda c: c["training"].update(learning_rate="fast"), r"'training.learning_rate' must be a number > 0"),
         (lambda c: c["training"].update(jit_compile="yes"), r"'training.jit_compile' must be true or false"),
+        (lambda c: c["training"].update(optimizer="adamw"),
+         r"'training.optimizer' must be one of \['adam', 'lazy_adam', 'adagrad', 'sgd'\], got 'adamw'"),
         (lambda c: c.update(tasks="click"), r"'tasks' must be a list, got 'click'"),
         (lambda c: c["model"].update(params=[1]), r"'model.params' must be a mapping"),
         (lambda c: c["data"].update(split={"seed": "x"}), r"'data.split.seed' must be an integer, got 'x'"),
@@ -181,6 +183,25 @@ def test_train_with_a_mirrored_distribution_trains_on_the_strategy_and_writes_th
     run = config_file.parent / "run"
     assert json.loads((run / "metrics.json").read_text())["test"]["auc"] is not None
     assert (run / "model.keras").exists() and not (run / "backup").exists()
+
+
+def test_the_training_optimizer_of_a_config_is_the_one_train_compiles_with(config_file, monkeypatch):
+    from keras_mdr import run as run_lib
+
+    class Stop(Exception):
+        pass
+
+    optimizers = []
+
+    def train(model, *args, optimizer, **kwargs):
+        optimizers.append(optimizer)
+        raise Stop
+
+    monkeypatch.setattr(run_lib, "train", train)
+    _edit(config_file, lambda c: c["training"].update(optimizer="lazy_adam"))
+    with pytest.raises(Stop):
+        cli.main(["train", "--config", str(config_file)])
+    assert optimizers == ["lazy_adam"]
 
 
 def test_invalid_yaml_names_the_file_line_and_column(config_file, capsys):

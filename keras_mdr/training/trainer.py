@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from keras_mdr import optimizers
 from keras_mdr.training import distributed
 from keras_mdr.training.callbacks import ResumableEarlyStopping
 from keras_mdr.training.tensorboard import tensorboard_callbacks
@@ -18,6 +19,7 @@ def train(
     epochs=10,
     batch_size=None,
     learning_rate=1e-3,
+    optimizer="adam",
     early_stopping_patience=None,
     monitor="val_auc",
     backup_dir=None,
@@ -29,14 +31,21 @@ def train(
     tensorboard_dir=None,
     strategy=None,
 ):
-    """Compiles `model` with Adam and fits it on raw data, on one device or on a `tf.distribute` strategy.
+    """Compiles `model` with an optimizer and fits it on raw data, on one device or on a `tf.distribute` strategy.
 
     Args:
         model: a `MultiDomainModel`.
         train_data, validation_data: raw data (see `MultiDomainModel.make_dataset`).
         epochs: maximum number of epochs.
         batch_size: rows per batch.
-        learning_rate: Adam's learning rate.
+        learning_rate: the optimizer's learning rate.
+        optimizer: `"adam"` (Keras' Adam), `"lazy_adam"`
+            (`keras_mdr.optimizers.LazyAdam`: Adam, but an embedding table's
+            rows absent from a batch are left as they are), `"adagrad"` or
+            `"sgd"` (Keras', for the whole model; they too leave absent rows
+            as they are). `"lazy_adam"` works on one device only: a
+            `strategy`'s step loop makes the gradients dense, so it would
+            update every row as Adam does, and it raises there.
         early_stopping_patience: stop after this many epochs without a better
             `monitor` (needs `validation_data`); the best epoch's weights are
             always restored.
@@ -80,16 +89,22 @@ def train(
     Returns:
         The Keras `History`.
     """
+    if optimizer not in optimizers.OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(optimizers.OPTIMIZERS)}, got {optimizer!r}")
     if strategy is not None:
         distributed.check_model_in_scope(model, strategy)
         unsupported = ["tensorboard_dir"] if tensorboard_dir is not None else []
+        if optimizer == "lazy_adam":
+            # The replica step densifies the gradients (see keras_mdr.training.distributed).
+            unsupported.append("optimizer='lazy_adam' (the step loop makes gradients dense; use 'adam')")
         if getattr(model, "training_mode", "joint") != "joint":
             unsupported.append(f"training_mode={model.training_mode!r}")
         if unsupported:
             raise ValueError(f"Training with a strategy does not support {', '.join(unsupported)} yet")
     with contextlib.nullcontext() if strategy is None else strategy.scope():
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            # Made in the scope: a Keras optimizer binds to the strategy current at its creation.
+            optimizer=optimizers.OPTIMIZERS[optimizer](learning_rate),
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
         )
