@@ -14,7 +14,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-import keras_mdr as km  # noqa: E402
 import test_learning  # noqa: E402
 
 
@@ -24,17 +23,15 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--one-tower", action="store_true", help="also the shared tower without domains")
     args = parser.parse_args()
-    data, _, _ = test_learning.splits()
-    runs = [(name, test_learning.SMALL[name], None) for name in args.models]
+    runs = [(name, False) for name in args.models]
     if args.one_tower:
-        one = km.Domain("domain", values={"all": data.domain.names})
-        runs.append(("shared_bottom (one tower, no domain)", test_learning.SMALL["shared_bottom"], one))
+        runs.append(("shared_bottom (one tower, no domain)", True))
     print("| model | seed | click AUC | click AUC per domain | like AUC |")
     print("|---|---:|---:|---|---:|")
-    for label, params, domain in runs:
+    for label, one_tower in runs:
         name = label.split(" ")[0]
         for seed in args.seeds:
-            report = test_learning.train_and_report(name, params, domain=domain, seed=seed)
+            report = test_learning.trained_report(name, one_tower=one_tower, seed=seed)
             click = report["tasks"]["click"]
             domains = " / ".join(f"{d} {v['auc']:.4f}" for d, v in click["domains"].items())
             print(f"| {label} | {seed} | {click['auc']:.4f} | {domains} | {report['tasks']['like']['auc']:.4f} |",

@@ -34,24 +34,29 @@ def splits():
     return data, train, test
 
 
-def train_and_report(name, params, domain=None, seed=1):
+@functools.lru_cache(maxsize=None)
+def trained_report(name, one_tower=False, seed=1):
+    """Test report of `name` (`SMALL[name]`) trained on `splits()`; `one_tower` routes every domain to one tower.
+
+    Cached: the routing test reuses shared_bottom's fit of the learning test when one process runs both."""
     data, train, test = splits()
+    domain = km.Domain("domain", values={"all": data.domain.names}) if one_tower else data.domain
     keras.utils.set_random_seed(seed)
-    model = km.build_model(name, features=data.features, domain=domain or data.domain, tasks=data.tasks,
-                           data=train, **params)
+    model = km.build_model(name, features=data.features, domain=domain, tasks=data.tasks, data=train, **SMALL[name])
     km.training.train(model, train, epochs=4, batch_size=256, learning_rate=3e-3, verbose=0, seed=seed)
     return model.evaluate_report(test)
 
 
-# The slowest fits; the test command leaves them out (`large`), as it does every model's second XLA fit.
-LARGE = {"ple", "m3oe"}
+# The slowest fits; the test command leaves them out (`large`), as it does every model's second XLA fit. The
+# fits it keeps (shared_bottom, mmoe, hamur) cover a shared bottom, a mixture of experts and a hyper-network.
+LARGE = {"ple", "m3oe", "star", "cesaa"}
 
 
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.large) if name in LARGE else name for name in sorted(SMALL)]
 )
 def test_model_learns_every_domain(name):
-    report = train_and_report(name, SMALL[name])
+    report = trained_report(name)
     click_min, domain_min, like_min = THRESHOLDS[name]
     click = report["tasks"]["click"]
     assert click["auc"] >= click_min, f"{name}: click AUC {click['auc']:.4f} < {click_min}"
@@ -61,9 +66,6 @@ def test_model_learns_every_domain(name):
 
 
 def test_routing_by_domain_beats_one_shared_tower():
-    data, _, _ = splits()
-    routed = train_and_report("shared_bottom", SMALL["shared_bottom"])
-    one_tower = train_and_report(
-        "shared_bottom", SMALL["shared_bottom"], domain=km.Domain("domain", values={"all": data.domain.names})
-    )
+    routed = trained_report("shared_bottom")
+    one_tower = trained_report("shared_bottom", one_tower=True)
     assert routed["tasks"]["click"]["auc"] >= one_tower["tasks"]["click"]["auc"] + 0.03

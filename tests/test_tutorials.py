@@ -8,9 +8,13 @@ import glob
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 TUTORIALS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "tutorials", "*.ipynb")))
+# The test command leaves these out (`large`): 03 trains three XLA models (390 s of a 2,008 s run of the
+# test command on 2 cores), each of which has its own model test case.
+LARGE = {"03_seed_models"}
 
 
 def run_notebook(path, tmp_path):
@@ -27,7 +31,10 @@ def _tutorial_test_class(path):
 
     stem = os.path.splitext(os.path.basename(path))[0]
     name = "TestTutorial_" + stem
-    return name, type(name, (), {"test_tutorial_runs_top_to_bottom": test_tutorial_runs_top_to_bottom})
+    attributes = {"test_tutorial_runs_top_to_bottom": test_tutorial_runs_top_to_bottom}
+    if stem in LARGE:
+        attributes["pytestmark"] = [pytest.mark.large]
+    return name, type(name, (), attributes)
 
 
 for _path in TUTORIALS:
