@@ -28,8 +28,9 @@ def sum_repeated_rows(gradient):
     order = tf.argsort(gradient.indices, stable=True)
     rows = tf.gather(gradient.indices, order)
     values = tf.gather(gradient.values, order)
-    starts = tf.concat([tf.ones([1], tf.int32), tf.cast(rows[1:] != rows[:-1], tf.int32)], axis=0)
-    segment = tf.cumsum(starts) - 1
+    # True where a new row starts (an empty batch stays empty).
+    starts = (tf.range(tf.size(rows)) == 0) | (rows != tf.roll(rows, shift=1, axis=0))
+    segment = tf.cumsum(tf.cast(starts, tf.int32)) - 1
     sums = tf.math.unsorted_segment_sum(values, segment, num_segments=tf.shape(rows)[0])
     return rows, tf.gather(sums, segment)
 
