@@ -34,7 +34,8 @@ from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="+", type=int, default=[10_000, 1_000_000], help="user_id table rows")
-    parser.add_argument("--optimizers", nargs="+", default=["adam", "lazy_adam"], choices=list(km.optimizers.OPTIMIZERS))
+    parser.add_argument("--optimizers", nargs="+", default=["adam", "lazy_adam"],
+                        choices=list(km.optimizers.OPTIMIZERS))
     # Not 4096 as in throughput.py: this model's XLA compile at 4096 had not ended after 5 minutes on the
     # 2-core machine at load 7-9, where batch 512 compiled in 43 s.
     parser.add_argument("--batch-size", type=int, default=512)
