@@ -1,6 +1,5 @@
 """A full training run: build, fit, evaluate per domain, save. Shared by the CLI's commands."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -10,7 +9,7 @@ import tensorflow as tf
 
 from keras_mdr.models.registry import build_model
 from keras_mdr.training.report import format_report
-from keras_mdr.training.distributed import is_chief
+from keras_mdr.training.distributed import is_chief, strategy_scope
 from keras_mdr.training.report_plot import history_for_json, plot_report
 from keras_mdr.training.trainer import train
 from keras_mdr.transfer.new_domain import add_domain
@@ -80,7 +79,7 @@ def train_and_evaluate(
         `(model, metrics)`.
     """
     keras.utils.set_random_seed(training["seed"])
-    with _scope(strategy):
+    with strategy_scope(strategy):
         model = build_model(
             model_name,
             features=features,
@@ -95,10 +94,6 @@ def train_and_evaluate(
         strategy=strategy,
     )
     return model, metrics
-
-
-def _scope(strategy):
-    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 def transfer_and_evaluate(
@@ -134,7 +129,7 @@ def transfer_and_evaluate(
     if os.path.abspath(os.path.join(output_dir, MODEL_FILE)) == source_path:
         raise ValueError(f"output {output_dir} would overwrite the source model {source_path}; choose another output")
     keras.utils.set_random_seed(training["seed"])
-    with _scope(strategy):
+    with strategy_scope(strategy):
         model = add_domain(
             source,
             transfer["domain_values"],

@@ -11,4 +11,3 @@ OPTIMIZERS = {
     "adagrad": keras.optimizers.Adagrad,  # only the rows in the batch
     "sgd": keras.optimizers.SGD,  # only the rows in the batch
 }
-

@@ -73,6 +73,8 @@ Tested: `tests/test_distributed.py` (two logical CPUs, and two worker
 processes on 127.0.0.1), on CPU only.
 """
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -93,6 +95,11 @@ def make_strategy(distribution):
     if distribution is None:
         return None
     return STRATEGIES[distribution["strategy"]]()
+
+
+def strategy_scope(strategy):
+    """`strategy.scope()`, or a context that does nothing for `None` (one device, no strategy)."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 def is_chief(strategy):

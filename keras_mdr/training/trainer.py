@@ -1,6 +1,5 @@
 """One call that compiles and fits a model the way the CLI does."""
 
-import contextlib
 import os
 
 import keras
@@ -101,7 +100,7 @@ def train(
             unsupported.append(f"training_mode={model.training_mode!r}")
         if unsupported:
             raise ValueError(f"Training with a strategy does not support {', '.join(unsupported)} yet")
-    with contextlib.nullcontext() if strategy is None else strategy.scope():
+    with distributed.strategy_scope(strategy):
         model.compile(
             # Made in the scope: a Keras optimizer binds to the strategy current at its creation.
             optimizer=optimizers.OPTIMIZERS[optimizer](learning_rate),
