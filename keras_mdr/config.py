@@ -10,6 +10,7 @@ tasks: [{name: click, label: label}, {name: like, label: like, mask: click}]
 model: {name: mmoe, params: {}}
 training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022,
            optimizer: adam,      # lazy_adam, adagrad or sgd: see keras_mdr.training.train
+           table_optimizer: null, table_learning_rate: null,  # e.g. adagrad, 0.05: the embedding tables'
            tensorboard: false,   # true: TensorBoard logs in OUTPUT/tensorboard
            distribution: null}   # {strategy: mirrored} or {strategy: multi_worker} (keras_mdr.training.distributed)
 output: DIR
@@ -55,6 +56,8 @@ TRAINING_DEFAULTS = {
     "batch_size": 4096,
     "learning_rate": 1e-3,
     "optimizer": "adam",
+    "table_optimizer": None,
+    "table_learning_rate": None,
     "early_stopping_patience": 4,
     "seed": 2022,
     "jit_compile": True,
@@ -89,6 +92,9 @@ TRAINING_TYPES = {
     "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "optimizer": (lambda v: isinstance(v, str) and v in OPTIMIZERS, f"one of {list(OPTIMIZERS)}"),
+    "table_optimizer": (lambda v: v is None or (isinstance(v, str) and v in OPTIMIZERS),
+                        f"one of {list(OPTIMIZERS)} or null"),
+    "table_learning_rate": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 or null"),
     "early_stopping_patience": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
     "seed": (_is_int, "an integer"),
     "jit_compile": (lambda v: isinstance(v, bool), "true or false"),

@@ -161,6 +161,8 @@ def fit_evaluate_save(
         epochs=training["epochs"],
         learning_rate=training["learning_rate"],
         optimizer=training["optimizer"],
+        table_optimizer=training["table_optimizer"],
+        table_learning_rate=training["table_learning_rate"],
         early_stopping_patience=training["early_stopping_patience"] if validation_frame is not None else None,
         backup_dir=backup_dir,
         jit_compile=training["jit_compile"],

@@ -146,6 +146,10 @@ def _edit(config_file, change):
         (lambda c: c["training"].update(jit_compile="yes"), r"'training.jit_compile' must be true or false"),
         (lambda c: c["training"].update(optimizer="adamw"),
          r"'training.optimizer' must be one of \['adam', 'lazy_adam', 'adagrad', 'sgd'\], got 'adamw'"),
+        (lambda c: c["training"].update(table_optimizer="ftrl"),
+         r"'training.table_optimizer' must be one of \['adam', 'lazy_adam', 'adagrad', 'sgd'\] or null, got 'ftrl'"),
+        (lambda c: c["training"].update(table_learning_rate=0),
+         r"'training.table_learning_rate' must be a number > 0 or null, got 0"),
         (lambda c: c.update(tasks="click"), r"'tasks' must be a list, got 'click'"),
         (lambda c: c["model"].update(params=[1]), r"'model.params' must be a mapping"),
         (lambda c: c["data"].update(split={"seed": "x"}), r"'data.split.seed' must be an integer, got 'x'"),
@@ -185,7 +189,7 @@ def test_train_with_a_mirrored_distribution_trains_on_the_strategy_and_writes_th
     assert (run / "model.keras").exists() and not (run / "backup").exists()
 
 
-def test_the_training_optimizer_of_a_config_is_the_one_train_compiles_with(config_file, monkeypatch):
+def test_the_training_optimizers_of_a_config_are_the_ones_train_compiles_with(config_file, monkeypatch):
     from keras_mdr import run as run_lib
 
     class Stop(Exception):
@@ -193,15 +197,19 @@ def test_the_training_optimizer_of_a_config_is_the_one_train_compiles_with(confi
 
     optimizers = []
 
-    def train(model, *args, optimizer, **kwargs):
-        optimizers.append(optimizer)
+    def train(model, *args, optimizer, table_optimizer, table_learning_rate, **kwargs):
+        optimizers.append((optimizer, table_optimizer, table_learning_rate))
         raise Stop
 
     monkeypatch.setattr(run_lib, "train", train)
     _edit(config_file, lambda c: c["training"].update(optimizer="lazy_adam"))
     with pytest.raises(Stop):
         cli.main(["train", "--config", str(config_file)])
-    assert optimizers == ["lazy_adam"]
+    _edit(config_file, lambda c: c["training"].update(optimizer="adam", table_optimizer="adagrad",
+                                                      table_learning_rate=0.05))
+    with pytest.raises(Stop):
+        cli.main(["train", "--config", str(config_file)])
+    assert optimizers == [("lazy_adam", None, None), ("adam", "adagrad", 0.05)]
 
 
 def test_invalid_yaml_names_the_file_line_and_column(config_file, capsys):

@@ -155,3 +155,96 @@ def test_lazy_adam_with_a_strategy_raises_instead_of_updating_every_row():
                                data=data.frame, bottom_units=[4], tower_units=[2])
     with pytest.raises(ValueError, match="optimizer='lazy_adam'.*gradients dense"):
         km.training.train(model, data.frame, optimizer="lazy_adam", strategy=strategy)
+
+
+def _table_and_dense(seed=0):
+    """An embedding table and a dense layer on top of it: `sum(w * dense(table(ids)))`."""
+    table = keras.layers.Embedding(ROWS, DIM, embeddings_initializer=keras.initializers.RandomUniform(seed=seed))
+    dense = keras.layers.Dense(2, kernel_initializer=keras.initializers.RandomUniform(seed=seed + 1))
+    table.build((None,))
+    dense.build((None, DIM))
+    return table, dense
+
+
+def _train_table_and_dense(optimizers, seed=0):
+    """XLA steps over `BATCHES`; `optimizers` is one optimizer for both layers or a (table's, dense's) pair."""
+    rng = np.random.default_rng(seed)
+    table, dense = _table_and_dense(seed)
+    variables = table.trainable_variables + dense.trainable_variables
+    pairs = [(optimizers, variables)] if not isinstance(optimizers, tuple) else [
+        (optimizers[0], table.trainable_variables), (optimizers[1], dense.trainable_variables)]
+    for optimizer, owned in pairs:
+        optimizer.build(owned)
+
+    @tf.function(jit_compile=True)
+    def step(ids, weights):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(weights * dense(table(ids)))
+        gradients = dict(zip([id(v) for v in variables], tape.gradient(loss, variables)))
+        for optimizer, owned in pairs:
+            optimizer.apply([gradients[id(v)] for v in owned], owned)
+
+    for ids in BATCHES:
+        step(tf.constant(ids, tf.int32), tf.constant(rng.normal(size=(len(ids), 2)), tf.float32))
+    return [v.numpy() for v in variables]
+
+
+def test_split_optimizer_equals_the_table_optimizer_on_tables_and_the_other_on_the_rest():
+    split = km.optimizers.SplitOptimizer(keras.optimizers.Adagrad(0.1), keras.optimizers.Adam(0.01))
+    got = _train_table_and_dense(split)
+    want = _train_table_and_dense((keras.optimizers.Adagrad(0.1), keras.optimizers.Adam(0.01)))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    # Adam on both would move the table differently: the split is not a no-op.
+    assert not np.allclose(got[0], _train_table_and_dense(keras.optimizers.Adam(0.01))[0])
+    assert int(split.iterations) == int(split.tables.iterations) == int(split.rest.iterations) == len(BATCHES)
+    assert len(split.tables.variables) < len(split.rest.variables)  # each built on its own variables only
+
+
+def test_split_optimizer_round_trips_its_config_and_sets_the_rests_learning_rate():
+    split = km.optimizers.SplitOptimizer(keras.optimizers.SGD(0.5), LazyAdam(0.01, beta_1=0.8), name="split")
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(split))
+    assert type(restored) is km.optimizers.SplitOptimizer
+    assert type(restored.tables) is keras.optimizers.SGD and type(restored.rest) is LazyAdam
+    assert restored.get_config() == split.get_config()
+    restored.learning_rate = 0.001
+    assert np.isclose(float(restored.rest.learning_rate), 0.001)
+    assert np.isclose(float(restored.tables.learning_rate), 0.5)
+    with pytest.raises(ValueError, match="takes no clipnorm: set it on its `tables` or `rest`"):
+        km.optimizers.SplitOptimizer(keras.optimizers.SGD(), keras.optimizers.Adam(), clipnorm=1.0)
+
+
+def test_train_with_adagrad_tables_and_adam_towers_leaves_absent_rows_and_saves(tmp_path):
+    data = tiny_synthetic(400)
+    model = km.build_model("shared_bottom", features=data.features, domain=data.domain, tasks=data.tasks,
+                           data=data.frame, bottom_units=[8], tower_units=[4])
+    users = sorted(data.frame.user_id.unique())
+    seen = data.frame[data.frame.user_id.isin(users[:30])]
+    table = next(w for w in model.weights if "user_id_embedding" in w.path)
+    before = table.numpy().copy()
+    km.training.train(model, seen, epochs=1, batch_size=64, optimizer="adam", table_optimizer="adagrad",
+                      table_learning_rate=0.05, verbose=0)
+    split = model.optimizer
+    assert model.jit_compile and type(split.tables) is keras.optimizers.Adagrad
+    assert type(split.rest) is keras.optimizers.Adam and np.isclose(float(split.tables.learning_rate), 0.05)
+    assert all(v.path.endswith("embeddings") for v in split.tables._trainable_variables)
+
+    x, _ = next(iter(model.make_dataset(data.frame, batch_size=len(data.frame))))
+    rows = np.unique(x["user_id"].numpy())
+    x_seen, _ = next(iter(model.make_dataset(seen, batch_size=len(seen))))
+    absent = np.setdiff1d(rows, x_seen["user_id"].numpy())
+    np.testing.assert_array_equal(table.numpy()[absent], before[absent])
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    assert type(restored.optimizer) is km.optimizers.SplitOptimizer
+    assert len(restored.optimizer.variables) == len(model.optimizer.variables) > 4
+    for saved, loaded in zip(model.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
+
+
+def test_train_names_the_allowed_table_optimizers():
+    with pytest.raises(ValueError, match=r"table_optimizer must be one of \['adam', 'lazy_adam', 'adagrad', 'sgd'\]"
+                                         r", got 'ftrl'"):
+        km.training.train(None, None, table_optimizer="ftrl")

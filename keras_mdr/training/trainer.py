@@ -19,6 +19,8 @@ def train(
     batch_size=None,
     learning_rate=1e-3,
     optimizer="adam",
+    table_optimizer=None,
+    table_learning_rate=None,
     early_stopping_patience=None,
     monitor="val_auc",
     backup_dir=None,
@@ -45,6 +47,12 @@ def train(
             as they are). `"lazy_adam"` works on one device only: a
             `strategy`'s step loop makes the gradients dense, so it would
             update every row as Adam does, and it raises there.
+        table_optimizer: `None` (`optimizer` trains everything), or one of
+            the same names for the embedding tables, with `optimizer` on the
+            rest (`keras_mdr.optimizers.SplitOptimizer`): `"adagrad"` tables
+            with Adam towers, for example.
+        table_learning_rate: the tables' learning rate (default
+            `learning_rate`; Adagrad usually wants a larger one).
         early_stopping_patience: stop after this many epochs without a better
             `monitor` (needs `validation_data`); the best epoch's weights are
             always restored.
@@ -88,12 +96,11 @@ def train(
     Returns:
         The Keras `History`.
     """
-    if optimizer not in optimizers.OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {list(optimizers.OPTIMIZERS)}, got {optimizer!r}")
+    optimizers.check_names(optimizer, table_optimizer)
     if strategy is not None:
         distributed.check_model_in_scope(model, strategy)
         unsupported = ["tensorboard_dir"] if tensorboard_dir is not None else []
-        if optimizer == "lazy_adam":
+        if "lazy_adam" in (optimizer, table_optimizer):
             # The replica step densifies the gradients (see keras_mdr.training.distributed).
             unsupported.append("optimizer='lazy_adam' (the step loop makes gradients dense; use 'adam')")
         if getattr(model, "training_mode", "joint") != "joint":
@@ -103,7 +110,7 @@ def train(
     with distributed.strategy_scope(strategy):
         model.compile(
             # Made in the scope: a Keras optimizer binds to the strategy current at its creation.
-            optimizer=optimizers.OPTIMIZERS[optimizer](learning_rate),
+            optimizer=optimizers.make_optimizer(optimizer, learning_rate, table_optimizer, table_learning_rate),
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
         )
