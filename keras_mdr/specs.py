@@ -29,9 +29,43 @@ def _check_positive(owner, arg, value, allow_none=False):
         raise ValueError(f"{owner}: {arg} must be an integer >= 1, got {value!r}")
 
 
+class UnloadedVocabulary:
+    """The size of a vocabulary kept in a file beside a saved model's config, until the file is read.
+
+    A model built by `from_config` from a saved config holds one per feature
+    whose vocabulary was saved as an asset (see
+    `keras_mdr.features.vocabulary_files`): the size is all its tables need,
+    and `keras.saving.load_model` then reads the values. Its length and
+    slices work; its values raise.
+    """
+
+    def __init__(self, size):
+        self.size = int(size)
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return UnloadedVocabulary(len(range(self.size)[index]))
+        raise self._not_loaded()
+
+    def __iter__(self):
+        raise self._not_loaded()
+
+    def _not_loaded(self):
+        return ValueError(
+            f"This vocabulary of {self.size} values is in the assets of a saved model and was not read: "
+            "load the model with keras.saving.load_model (from_config alone does not read assets)"
+        )
+
+    def __repr__(self):
+        return f"UnloadedVocabulary({self.size})"
+
+
 def _vocabulary_tuple(owner, vocabulary, dtype):
-    if vocabulary is None:
-        return None
+    if vocabulary is None or isinstance(vocabulary, UnloadedVocabulary):
+        return vocabulary
     if isinstance(vocabulary, (str, bytes)):
         raise ValueError(f"{owner}: vocabulary must be a list of values, got a string")
     values = tuple(str(v) if dtype == STRING else int(v) for v in vocabulary)

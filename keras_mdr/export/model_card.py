@@ -50,7 +50,7 @@ def model_card(model, version, signatures, jit_compile=False, metrics=None):
         metrics: training/evaluation metrics to record (JSON-serializable,
             numpy scalars allowed), or `None`.
     """
-    config = model.get_config()
+    config = model.spec_config()
     card = {
         "model": getattr(model, "registered_name", type(model).__name__),
         "class": f"{type(model).__module__}.{type(model).__name__}",

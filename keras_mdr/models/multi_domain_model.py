@@ -13,6 +13,7 @@ cross-entropy per task (plus any auxiliary losses the layers add), and
 streaming AUC / logloss per task, per (domain, task) and pooled.
 """
 
+import dataclasses
 import warnings
 
 import keras
@@ -23,6 +24,7 @@ from keras import ops
 from keras_mdr import specs as specs_lib
 from keras_mdr.api_export import km_export
 from keras_mdr.data import columns as columns_lib
+from keras_mdr.features import vocabulary_files
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
 from keras_mdr.models import transfer_plan
@@ -166,12 +168,12 @@ class MultiDomainModel(keras.Model):
         self.loss_reduction = loss_reduction
         self.batch_size = int(batch_size)
         self._hyper_parameters = _Untracked(dict(hyper_parameters or {}))
-        # Held outside Keras' layer tracking: the lookups are not XLA-compilable,
-        # and a tracked sublayer would silently turn `jit_compile` off.
-        sizes = (transfer or {}).get("vocabulary_sizes")
-        self._preprocessor = _Untracked(Preprocessor(features, domain, vocabulary_sizes=sizes, name="preprocessor"))
-        self.task_metrics = [TaskMetrics(t.name, domain.names) for t in tasks]
         self._transfer = _Untracked(transfer)
+        # Held outside Keras' layer tracking: the lookups are not XLA-compilable,
+        # and a tracked sublayer would silently turn `jit_compile` off. A model whose
+        # vocabularies are still in a saved model's assets gets it in `load_assets`.
+        self._preprocessor = _Untracked(None if self._unloaded_vocabularies() else self._make_preprocessor())
+        self.task_metrics = [TaskMetrics(t.name, domain.names) for t in tasks]
         freeze = None
         if transfer is not None and transfer["method"] in transfer_plan.FROZEN_METHODS:
             freeze = DomainFreeze(self, self._source_model(), transfer["source_domains"])
@@ -185,7 +187,21 @@ class MultiDomainModel(keras.Model):
     @property
     def preprocessor(self):
         """The `Preprocessor` (a `keras.Model`) mapping raw columns to this core's inputs."""
+        if self._preprocessor.value is None:
+            raise ValueError(
+                f"The vocabularies of {self._unloaded_vocabularies()} are in the assets of a saved model and "
+                "were not read: load the model with keras.saving.load_model (from_config alone does not "
+                "read assets)"
+            )
         return self._preprocessor.value
+
+    def _make_preprocessor(self):
+        sizes = (self.transfer or {}).get("vocabulary_sizes")
+        return Preprocessor(self.features, self.domain, vocabulary_sizes=sizes, name="preprocessor")
+
+    def _unloaded_vocabularies(self):
+        unloaded = specs_lib.UnloadedVocabulary
+        return [f.name for f in self.features if isinstance(getattr(f, "vocabulary", None), unloaded)]
 
     @property
     def transfer(self):
@@ -204,13 +220,13 @@ class MultiDomainModel(keras.Model):
 
     def _source_model(self):
         """This architecture built with the source domains only (its weights' shapes are read)."""
-        config = self.get_config()
+        config = self.spec_config()
         source = self.transfer["source_domains"]
         config["domain"] = dict(config["domain"], values=dict(list(self.domain.values.items())[:source]))
         # Vocabularies as the source domains see them: the ids first seen in a new domain are its rows.
         sizes = self.transfer.get("vocabulary_sizes") or {}
         config["features"] = [
-            dict(f, vocabulary=f["vocabulary"][: max(sizes[f["name"]][:source])]) if f["name"] in sizes else f
+            dataclasses.replace(f, vocabulary=f.vocabulary[: max(sizes[f.name][:source])]) if f.name in sizes else f
             for f in config["features"]
         ]
         config["transfer"] = dict(self.transfer, method="finetune", vocabulary_sizes=None)
@@ -256,7 +272,7 @@ class MultiDomainModel(keras.Model):
         lora = (self.transfer or {}).get("lora")
         if not lora or lora.get("merged"):
             return self
-        config = self.get_config()
+        config = self.spec_config()
         config["transfer"] = dict(self.transfer, method="finetune", lora=dict(lora, merged=True))
         merged = type(self).from_config(config)
         merged._preprocessor = self._preprocessor  # the same lookups, already built
@@ -475,11 +491,12 @@ class MultiDomainModel(keras.Model):
 
     # Saving ---------------------------------------------------------------
 
-    def get_config(self):
+    def spec_config(self):
+        """`get_config` with the feature specs themselves, every vocabulary in them, to rebuild the model in memory."""
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "features": [f.get_config() for f in self.features],
+            "features": list(self.features),
             "domain": self.domain.get_config(),
             "tasks": [t.get_config() for t in self.tasks],
             "loss_reduction": self.loss_reduction,
@@ -488,6 +505,40 @@ class MultiDomainModel(keras.Model):
             **({} if self.transfer is None else {"transfer": self.transfer}),
         }
 
+    def get_config(self):
+        """The config saved with the model (`spec_config` in plain values).
+
+        A vocabulary of more than `vocabulary_files.MAX_INLINE_SIZE` values is
+        left out (`None`), its size under `vocabulary_files`; `save_assets`
+        writes its values beside the config, as Keras' `StringLookup` saves
+        an adapted vocabulary.
+        """
+        config = self.spec_config()
+        files = {f.name: len(f.vocabulary) for f in self.features if vocabulary_files.in_file(f)}
+        config["features"] = [
+            dataclasses.replace(f, vocabulary=None).get_config() if f.name in files else f.get_config()
+            for f in self.features
+        ]
+        if files:
+            config["vocabulary_files"] = files
+        return config
+
     @classmethod
     def from_config(cls, config):
+        """The model of a `get_config`; vocabularies in files are `UnloadedVocabulary`s until `load_assets`."""
+        config = dict(config)
+        files = config.pop("vocabulary_files", None)
+        if files:
+            config["features"] = [
+                dict(f, vocabulary=specs_lib.UnloadedVocabulary(files[f["name"]])) if f["name"] in files else f
+                for f in config["features"]
+            ]
         return cls(**config)
+
+    def save_assets(self, dir_path):
+        vocabulary_files.save(self.features, dir_path)
+
+    def load_assets(self, dir_path):
+        if self._unloaded_vocabularies():
+            self.features = vocabulary_files.load(self.features, dir_path)
+            self._preprocessor = _Untracked(self._make_preprocessor())

@@ -331,10 +331,10 @@ def add_domain(
         features, grown = _extended_features(model, rows, new_id_min_count)
 
     previous = model.transfer or {}
-    config = model.get_config()
+    config = model.spec_config()
     config.update(type(model).hyper_parameters_for_new_domains(model.hyper_parameters, source.num_domains))
     config["domain"] = extended.get_config()
-    config["features"] = [f.get_config() for f in features]
+    config["features"] = list(features)
     config["transfer"] = {
         "method": method,
         "source_domains": source.num_domains,
