@@ -7,6 +7,8 @@ import traceback
 
 
 QUICKSTART_MODEL_NAME = "quickstart"
+# The config `keras-mdr convert` writes beside the shards: their globs, the learned statistics.
+CONVERTED_CONFIG = "run.yaml"
 
 
 def _answer_one_request(base_dir, rows):
@@ -120,6 +122,51 @@ def _transfer(args):
     print(f"\nWrote {os.path.join(config['output'], run.MODEL_FILE)} and {run.METRICS_FILE}")
 
 
+def _convert(args):
+    import glob
+
+    import yaml
+
+    import keras_mdr as km
+    from keras_mdr import config as config_lib
+
+    config = config_lib.load_config(args.config)
+    if "transfer" in config:
+        raise ValueError(f"config: {args.config} has a 'transfer' section; convert takes a training config")
+    streamed = [key for key in ("train", "validation", "test") if config["data"].get(key) and
+                config_lib.is_streamed(config["data"][key])]
+    if streamed:
+        raise ValueError(f"config: 'data.{streamed[0]}' is already streamed from files; convert reads CSV or Parquet")
+    existing = glob.glob(os.path.join(args.out, "*.tfrecord"))
+    if existing:
+        raise FileExistsError(f"{args.out} already holds TFRecord files ({os.path.basename(existing[0])}, ...); "
+                              "convert into an empty folder")
+    splits = dict(zip(("train", "validation", "test"), config_lib.load_splits(config)))
+    features, domain = km.adapt(config["features"], config["domain"], splits["train"], what="training data")
+    data = {}
+    for name, frame in splits.items():
+        if frame is None:
+            continue
+        paths = km.data.write_tfrecords(
+            frame, args.out, features, domain, config["tasks"], shards=min(args.shards, len(frame)), prefix=name
+        )
+        data[name] = f"{name}-*.tfrecord"
+        print(f"{name}: {len(frame)} rows in {len(paths)} shards, {os.path.join(args.out, data[name])}")
+    converted = {
+        "data": data,
+        "features": [f.get_config() for f in features],
+        "domain": domain.get_config(),
+        "tasks": [t.get_config() for t in config["tasks"]],
+        "model": config["model"],
+        "training": config["training"],
+        "output": config["output"],
+    }
+    path = os.path.join(args.out, CONVERTED_CONFIG)
+    with open(path, "w") as f:
+        yaml.safe_dump(converted, f, sort_keys=False)
+    print(f"Wrote {path}: train with `keras-mdr train --config {path}`")
+
+
 def _evaluate(args):
     import json
 
@@ -172,6 +219,8 @@ def _export(args):
     model = keras.saving.load_model(model_path)
     if args.config:
         warmup = config_lib.load_splits(config, model.features, model.domain)[1]
+        if isinstance(warmup, list):  # streamed files: their first rows
+            warmup = km.data.read_files(warmup, model.features, model.domain, num_rows=32)
     if args.warmup_data:
         warmup = km.data.read_table(args.warmup_data, model.features, model.domain)
     if args.metrics:
@@ -257,6 +306,22 @@ def build_parser():
     )
     transfer.add_argument("--config", required=True, help="YAML or JSON config with a 'transfer' section")
     transfer.set_defaults(run=_transfer)
+
+    convert = commands.add_parser(
+        "convert",
+        help="write a config's data as TFRecord shards, for streamed and per-worker training",
+        description="Read the config's train, validation and test data (CSV or Parquet, split as `train` "
+        "splits it), learn the statistics the features and domain lack from the training rows, and write "
+        "OUT/{train,validation,test}-NNNNN-of-NNNNN.tfrecord (tf.Examples) and OUT/run.yaml: the same run "
+        "with the learned statistics, reading the shards. OUT must hold no TFRecord files yet.",
+    )
+    convert.add_argument("--config", required=True, help="YAML or JSON run configuration")
+    convert.add_argument("--out", required=True, help="folder for the shards and run.yaml")
+    convert.add_argument(
+        "--shards", type=_positive(int), default=8,
+        help="files per split (at least one per worker of a multi-worker run; at most one per row)",
+    )
+    convert.set_defaults(run=_convert)
 
     evaluate = commands.add_parser(
         "evaluate",

@@ -18,6 +18,10 @@ output: DIR
 
 Paths are relative to the config file. Without `validation` / `test` files the
 `train` file is split at random by `split` (default 80/10/10, seed 2022).
+A path that is a glob (`shards/train-*.tfrecord`), a list of paths, or a
+TFRecord file is streamed through `keras_mdr.data.file_dataset` instead of
+read into memory (`keras-mdr convert` writes such shards and a config for
+them, with the statistics learned from its training rows).
 
 A transfer config (`keras-mdr transfer`) brings new domains to a trained model
 instead; the features, domain and tasks come from that model:
@@ -35,6 +39,7 @@ values, or `{name: [raw values]}`); `params` are more arguments of
 `keras_mdr.transfer.add_domain` (`bottleneck`, `rank`, ...).
 """
 
+import glob
 import json
 import os
 
@@ -42,6 +47,7 @@ import yaml
 
 from keras_mdr import specs as specs_lib
 from keras_mdr.did_you_mean import did_you_mean
+from keras_mdr.data.files import TFRECORD, data_files, file_format
 from keras_mdr.data.readers import read_table
 from keras_mdr.data.splits import random_split
 from keras_mdr.optimizers import OPTIMIZERS
@@ -176,9 +182,15 @@ def load_config(path):
     if "train" not in data:
         raise ValueError("config: 'data' needs a 'train' file")
     for key in ("train", "validation", "test"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise ValueError(f"config: 'data.{key}' must be a file path, got {data[key]!r}")
-    data = {k: (resolve(v) if k != "split" and v is not None else v) for k, v in data.items()}
+        value = data.get(key)
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(p, str) for p in value))
+        ):
+            raise ValueError(f"config: 'data.{key}' must be a file path, a glob or a list of them, got {value!r}")
+    data = {
+        k: v if k == "split" or v is None else [resolve(p) for p in v] if isinstance(v, list) else resolve(v)
+        for k, v in data.items()
+    }
     data["split"] = {**DEFAULT_SPLIT, **(data.get("split") or {})}
     _check_keys("data.split", data["split"], ("seed", "fractions"))
     fractions = data["split"]["fractions"]
@@ -246,9 +258,21 @@ def _transfer_section(transfer, resolve):
     }
 
 
-def load_splits(config, features=None, domain=None):
-    """`(train, validation, test)` DataFrames for a loaded config (`None` where absent).
+def is_streamed(path):
+    """Whether a config's data path is streamed from files: a TFRecord file, a glob or a list of paths."""
+    if isinstance(path, list) or glob.has_magic(path):
+        return True
+    try:
+        return file_format(path)[0] == TFRECORD
+    except ValueError:  # a suffix that only pandas reads (.csv.bz2, ...)
+        return False
 
+
+def load_splits(config, features=None, domain=None):
+    """`(train, validation, test)` for a loaded config (`None` where absent).
+
+    Each is a DataFrame, or for a streamed path (`is_streamed`) its list of
+    files, which the model reads through `keras_mdr.data.file_dataset`.
     `features` and `domain` (default: the config's) say which columns are text.
     """
     data = config["data"]
@@ -256,10 +280,17 @@ def load_splits(config, features=None, domain=None):
     domain = config["domain"] if domain is None else domain
 
     def read(key):
-        return read_table(data[key], features, domain) if data.get(key) else None
+        if not data.get(key):
+            return None
+        return data_files(data[key]) if is_streamed(data[key]) else read_table(data[key], features, domain)
 
     train, validation, test = read("train"), read("validation"), read("test")
     if validation is None and test is None:
+        if is_streamed(data["train"]):
+            raise ValueError(
+                "config: streamed training data (a glob, a list or TFRecord files) is not split at random; "
+                "give 'data.validation' and 'data.test'"
+            )
         split = data["split"]
         parts = random_split(train, split["fractions"], split["seed"])
         if len(parts) != 3:

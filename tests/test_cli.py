@@ -12,7 +12,7 @@ import yaml
 from keras_mdr import cli
 from keras_mdr.testing import tiny_synthetic
 
-COMMANDS = ["quickstart", "train", "transfer", "evaluate", "export", "serve", "list-models"]
+COMMANDS = ["quickstart", "train", "transfer", "convert", "evaluate", "export", "serve", "list-models"]
 
 
 def test_help_works_for_the_program_and_every_subcommand():
@@ -121,6 +121,24 @@ def test_the_report_plot_is_deterministic(tmp_path):
     assert first.read_bytes() == second.read_bytes() and first.stat().st_size > 20_000
     plot_report(metrics, second)  # the bars alone
     assert second.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_convert_writes_shards_and_a_config_that_train_streams(config_file, capsys):
+    out = config_file.parent / "shards"
+    _edit(config_file, lambda c: c["training"].update(epochs=1))
+    assert cli.main(["convert", "--config", str(config_file), "--out", str(out), "--shards", "3"]) == 0
+    for split in ("train", "validation", "test"):
+        assert sorted(p.name for p in out.glob(f"{split}-*")) == [f"{split}-0000{i}-of-00003.tfrecord" for i in range(3)]
+    converted = yaml.safe_load((out / "run.yaml").read_text())
+    assert converted["data"]["train"] == "train-*.tfrecord"
+    assert converted["domain"]["values"] and all(f.get("vocabulary") or f.get("mean") is not None
+                                                  for f in converted["features"])
+    assert cli.main(["train", "--config", str(out / "run.yaml")]) == 0
+    metrics = json.loads((config_file.parent / "run" / "metrics.json").read_text())
+    assert metrics["test"]["tasks"]["click"]["count"] == 135  # 15% of the 900 rows, read from the test shards
+    capsys.readouterr()
+    assert cli.main(["convert", "--config", str(config_file), "--out", str(out)]) == 2
+    assert "already holds TFRecord files" in capsys.readouterr().err
 
 
 def _edit(config_file, change):

@@ -133,6 +133,17 @@ def label_values(frame, task, what="data"):
     return np.where(counts, labels, IGNORED_LABEL).astype(np.float32)
 
 
+def task_columns(frame, tasks, what="data"):
+    """Each task's label and mask column as raw `float32` values, checked as `label_values` checks them."""
+    columns = {}
+    for task in tasks:
+        label_values(frame, task, what)
+        for column, role in ((task.label, "label"), (task.mask, "mask")):
+            if column is not None and column not in columns:
+                columns[column] = _numeric(frame, column, f"{role} (task '{task.name}')", what).astype(np.float32)
+    return columns
+
+
 def prepare_columns(data, features, domain, tasks=(), what="data"):
     """Checks and converts raw data into `(inputs, labels)` dicts of numpy arrays.
 

@@ -7,6 +7,7 @@ import pandas as pd
 
 from keras_mdr import specs as specs_lib
 from keras_mdr.data import columns as columns_lib
+from keras_mdr.data import files as files_lib
 
 
 def _vocabulary(values, feature):
@@ -82,7 +83,9 @@ def adapt(features, domain, data, what="data"):
     Args:
         features: feature specs or their dict forms.
         domain: a `Domain`, its dict form or a column name.
-        data: a pandas DataFrame or a dict of columns (the training split).
+        data: a pandas DataFrame or a dict of columns (the training split),
+            or files (`keras_mdr.data.file_dataset`'s `paths`), read whole
+            into memory here (the domain needs its `dtype`).
 
     Returns:
         `(features, domain)`, new specs with every statistic filled in.
@@ -90,6 +93,8 @@ def adapt(features, domain, data, what="data"):
     features, domain, _ = specs_lib.normalize_specs(features, domain, ["_"])
     if all(f.is_adapted for f in features) and domain.is_adapted:
         return features, domain
+    if files_lib.is_file_source(data):
+        data = files_lib.read_files(data, features, domain)
     frame = columns_lib.to_frame(data, what)
     if domain.dtype is None and domain.column in frame.columns:
         series = frame[domain.column]

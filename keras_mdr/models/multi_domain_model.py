@@ -24,6 +24,7 @@ from keras import ops
 from keras_mdr import specs as specs_lib
 from keras_mdr.api_export import km_export
 from keras_mdr.data import columns as columns_lib
+from keras_mdr.data import files as files_lib
 from keras_mdr.features import vocabulary_files
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
@@ -365,16 +366,23 @@ class MultiDomainModel(keras.Model):
 
         Args:
             data: a pandas DataFrame or dict of columns (checked, with errors
-                naming the column), or a `tf.data.Dataset` of raw column dicts
-                (batched or not). A dataset whose elements already hold the
-                core's inputs passes through unchanged.
+                naming the column); files: a path, a glob or a list of them
+                (CSV, Parquet or TFRecord, streamed by
+                `keras_mdr.data.file_dataset`); or a `tf.data.Dataset` of raw
+                column dicts (batched or not). A dataset whose elements
+                already hold the core's inputs passes through unchanged.
             batch_size: rows per batch (default `self.batch_size`).
-            shuffle: shuffle in-memory data each epoch.
+            shuffle: shuffle in-memory data each epoch; files: their order
+                each epoch and the rows in a buffer.
             seed: shuffle seed.
             labels: also yield `{task: label}` (-1 where a task's mask is off).
         """
         batch_size = int(batch_size or self.batch_size)
         tasks = self.tasks if labels else ()
+        if files_lib.is_file_source(data):
+            data = files_lib.file_dataset(
+                data, self.features, self.domain, tasks, batch_size=batch_size, shuffle=shuffle, seed=seed
+            )
         if isinstance(data, tf.data.Dataset):
             return self._raw_dataset(data, batch_size, tasks)
         inputs, label_columns = columns_lib.prepare_columns(data, self.features, self.domain, tasks)

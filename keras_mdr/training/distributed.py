@@ -14,11 +14,17 @@ on one machine's devices (`MirroredStrategy`) and on several machines
 
 Several workers: every worker runs the same program on the same data and
 keeps its replicas' part of each global batch (`distribute_dataset`: the
-data set is split by rows, tf.data's `AutoShardPolicy.DATA`, not by files).
-That is the smallest design that keeps the global batches of one process:
-the workers shuffle with the same seed (so `train` needs one) and
+data set is split by rows, tf.data's `AutoShardPolicy.DATA`). That is the
+smallest design that keeps the global batches of one process: the workers
+shuffle with the same seed (so `train` needs one) and
 `experimental_distribute_dataset` cuts every global batch into the
 replicas' parts. Its cost: every worker reads and preprocesses all rows.
+Training data given as CSV or TFRecord files, at least as many as workers,
+is split by file instead (`shard_policy`, `AutoShardPolicy.FILE`): each
+worker reads only its files and draws its share of each global batch from
+them, so the global batches are no longer those of one process, and a worker
+whose files run out first contributes empty parts until all are done
+(tf.data's partial-batch handling).
 Only the chief (`is_chief`: task 0 when the cluster has no `chief` task)
 writes: the `backup_dir` checkpoint and the early-stopping state are written
 by it and read by every worker when a run resumes (so `backup_dir` must be
@@ -80,6 +86,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_mdr.data import files as files_lib
 from keras_mdr.features.preprocessing import DOMAIN_ID
 from keras_mdr.training.progress import with_progress_logger
 
@@ -107,14 +114,33 @@ def is_chief(strategy):
     return strategy is None or strategy.extended.should_checkpoint
 
 
-def distribute_dataset(strategy, dataset):
+def shard_policy(strategy, data):
+    """How the workers of `strategy` split `data` (what `train` takes): by file or by row.
+
+    `AutoShardPolicy.FILE` when `data` names CSV or TFRecord files
+    (`keras_mdr.data.files`), at least one per worker: each worker reads its
+    own files. Otherwise `AutoShardPolicy.DATA`: every worker reads all rows
+    and keeps its replicas' part of each global batch.
+    """
+    policy = tf.data.experimental.AutoShardPolicy
+    if not files_lib.is_file_source(data):
+        return policy.DATA
+    files = files_lib.data_files(data)
+    shardable = files_lib.file_format(files[0])[0] in files_lib.FILE_SHARDABLE
+    workers = strategy.num_replicas_in_sync // len(strategy.extended.worker_devices)
+    return policy.FILE if shardable and len(files) >= workers else policy.DATA
+
+
+def distribute_dataset(strategy, dataset, policy=tf.data.experimental.AutoShardPolicy.DATA):
     """`dataset` of global batches, each split over the replicas; a worker keeps its replicas' parts.
 
-    Sharded by rows (`AutoShardPolicy.DATA`): every worker reads all of
-    `dataset`, so each global batch is the one a single process draws.
+    `policy` (`shard_policy`): with `DATA` every worker reads all of
+    `dataset`, so each global batch is the one a single process draws; with
+    `FILE` each worker reads its own files and makes its part of each global
+    batch from them.
     """
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
@@ -152,6 +178,12 @@ def check_model_in_scope(model, strategy):
         )
 
 
+def _zeros_like(spec):
+    """Zeros of a traced output's dtype and shape, 0 rows where the shape is unknown (`None`, a variable
+    without a gradient, stays `None`)."""
+    return None if spec is None else tf.zeros([0 if d is None else d for d in spec.shape], spec.dtype)
+
+
 class _ReplicaSteps:
     """The train and test steps of one model on one strategy (see the module docstring)."""
 
@@ -185,13 +217,19 @@ class _ReplicaSteps:
         model = self.model
         context = tf.distribute.get_replica_context()
         counts = context.all_reduce(tf.distribute.ReduceOp.SUM, model.loss_counts(x, y))
+        rows = tf.shape(x[DOMAIN_ID])[0]
+        step = self.forward_backward if training else self.forward
+        # A replica can get no rows (an uneven last batch; a worker whose files ran out): it then contributes
+        # zeros, without running the model (XLA fails on some layers at 0 rows, and batch statistics would be NaN).
+        shapes = step.get_concrete_function(x, y, counts).structured_outputs
+        outputs = tf.cond(rows > 0, lambda: step(x, y, counts), lambda: tf.nest.map_structure(_zeros_like, shapes))
         if training:
-            y_pred, loss, gradients = self.forward_backward(x, y, counts)
+            y_pred, loss, gradients = outputs
             model.optimizer.apply(gradients, model.trainable_variables)
         else:
-            y_pred, loss = self.forward(x, y, counts)
+            y_pred, loss = outputs
         model.update_task_metrics(x, y, y_pred)
-        return loss, tf.shape(x[DOMAIN_ID])[0]
+        return loss, rows
 
     def function(self, element_spec, training):
         """A `tf.function` from a distributed batch to (the global batch's loss, its rows)."""
@@ -240,11 +278,15 @@ def fit_distributed(
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and seed is None:
         raise ValueError("Training on a MultiWorkerMirroredStrategy needs a seed, the same on every worker, so that "
                          "the workers split the same shuffled global batches")
-    train = distribute_dataset(strategy, model.make_dataset(train_data, batch_size, shuffle=True, seed=seed))
+    train = distribute_dataset(
+        strategy, model.make_dataset(train_data, batch_size, shuffle=True, seed=seed), shard_policy(strategy, train_data)
+    )
     steps = _ReplicaSteps(model, strategy, jit_compile)
     train_step = steps.function(train.element_spec, training=True)
     if validation_data is not None:
-        validation = distribute_dataset(strategy, model.make_dataset(validation_data, batch_size))
+        validation = distribute_dataset(
+            strategy, model.make_dataset(validation_data, batch_size), shard_policy(strategy, validation_data)
+        )
         test_step = steps.function(validation.element_spec, training=False)
 
     callbacks = keras.callbacks.CallbackList(
