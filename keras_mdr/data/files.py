@@ -324,12 +324,21 @@ def file_dataset(
         def read(path):
             return tf.data.TextLineDataset(path, compression_type=compression).skip(1)  # the header
 
-    rows = names.interleave(read, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        rows = rows.cache("" if cache is True else os.fspath(cache))
     if shuffle:
-        rows = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return rows.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        rows = names.interleave(read, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
+        if cache:
+            rows = rows.cache("" if cache is True else os.fspath(cache))
+        batches = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    else:
+        # Unshuffled, the files are interleaved a batch at a time: tf.data's cost per element is then paid
+        # per batch, not per row (rebatch evens out each file's short last batch).
+        batches = names.interleave(
+            lambda path: read(path).batch(batch_size), cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE
+        )
+        if cache:
+            batches = batches.cache("" if cache is True else os.fspath(cache))
+        batches = batches.rebatch(batch_size)
+    return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def read_files(paths, features, domain, tasks=(), num_rows=None):
