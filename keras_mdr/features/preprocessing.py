@@ -36,8 +36,10 @@ def _lookup_layer(values, dtype, name):
             mask_token=None,
             name=name,
         )
+    # An array, not a list: a layer tracks each item of a list attribute, which
+    # took most of the time of building a lookup of 10^6 values.
     return keras.layers.StringLookup(
-        vocabulary=list(values), num_oov_indices=1, mask_token=None, name=name
+        vocabulary=np.asarray(values, dtype=object), num_oov_indices=1, mask_token=None, name=name
     )
 
 
