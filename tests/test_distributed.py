@@ -94,15 +94,18 @@ def test_mirrored_training_logs_the_metrics_of_one_process(mirrored, name):
         np.testing.assert_allclose(mirrored_logs[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
 
 
-def test_evaluate_report_after_mirrored_training_is_that_of_one_process(mirrored):
-    mirrored_report, single_report = mirrored["mmoe"]["evaluate_reports"]
-    assert mirrored_report["tasks"]["like"]["domains"]["d0"]["count"] > 0
-    np.testing.assert_allclose(mirrored_report["auc"], single_report["auc"], rtol=1e-5)
+def _assert_the_report_of_one_process(distributed_report, single_report):
+    assert distributed_report["tasks"]["like"]["domains"]["d0"]["count"] > 0
+    np.testing.assert_allclose(distributed_report["auc"], single_report["auc"], rtol=1e-5)
     for task, report in single_report["tasks"].items():
         for domain, values in report["domains"].items():
-            assert mirrored_report["tasks"][task]["domains"][domain]["count"] == values["count"]
-            np.testing.assert_allclose(mirrored_report["tasks"][task]["domains"][domain]["logloss"],
+            assert distributed_report["tasks"][task]["domains"][domain]["count"] == values["count"]
+            np.testing.assert_allclose(distributed_report["tasks"][task]["domains"][domain]["logloss"],
                                        values["logloss"], rtol=1e-5, err_msg=f"{task}/{domain}")
+
+
+def test_evaluate_report_after_mirrored_training_is_that_of_one_process(mirrored):
+    _assert_the_report_of_one_process(*mirrored["mmoe"]["evaluate_reports"])
 
 
 def test_the_replicas_parts_make_up_the_global_batches_of_one_process(mirrored):
@@ -138,6 +141,11 @@ def test_two_workers_end_with_the_weights_and_metrics_of_one_process(multi_worke
     for worker in multi_worker:
         _assert_the_run_of_one_process("mmoe", worker["mmoe"])
         assert "val_click/d0/auc" in worker["mmoe"]["distributed_logs"]
+
+
+def test_evaluate_report_after_training_on_two_workers_is_that_of_one_process_on_each(multi_worker):
+    for worker in multi_worker:
+        _assert_the_report_of_one_process(*worker["mmoe"]["evaluate_reports"])
 
 
 @pytest.mark.large

@@ -30,6 +30,7 @@ from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
 from keras_mdr.models import transfer_plan
 from keras_mdr.models.domain_freeze import DomainFreeze
+from keras_mdr.training import distributed
 from keras_mdr.training.metrics import TaskMetrics, binary_logloss
 from keras_mdr.training.progress import with_progress_logger
 
@@ -486,8 +487,17 @@ class MultiDomainModel(keras.Model):
         `auc` and `logloss` at the top are the means over tasks; each task has
         its pooled values and, under `domains`, `{auc, logloss, count}` per
         domain (`None` where a domain lacks a class).
+
+        A model trained on a `MultiWorkerMirroredStrategy`, whose Keras
+        `evaluate` fails, is evaluated by keras_mdr's step loop
+        (`keras_mdr.training.distributed.evaluate_distributed`): every worker
+        must call this, as every worker trained, and each gets the report of
+        the whole `data`.
         """
-        self.evaluate(data, batch_size=batch_size, verbose=0)
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            distributed.evaluate_distributed(self, self.distribute_strategy, data, batch_size)
+        else:
+            self.evaluate(data, batch_size=batch_size, verbose=0)
         tasks = {m.task: m.report() for m in self.task_metrics}
         aucs = [t["auc"] for t in tasks.values()]
         loglosses = [t["logloss"] for t in tasks.values()]

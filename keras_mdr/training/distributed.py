@@ -31,8 +31,10 @@ by it and read by every worker when a run resumes (so `backup_dir` must be
 a folder that all workers see), and `keras_mdr.run` writes the model,
 `metrics.json` and the history on the chief only. Keras' `evaluate` fails
 under `MultiWorkerMirroredStrategy` too (its data adapter meets the
-distributed batches, seen), so there the chief evaluates a copy of the
-saved model loaded outside the strategy (`keras_mdr.run`).
+distributed batches, seen), so there `MultiDomainModel.evaluate_report`
+evaluates with this module's loop (`evaluate_distributed`, on every worker),
+and `keras_mdr.run` has the chief evaluate a copy of the saved model loaded
+outside the strategy.
 
 A worker that dies stops the run: the others fail at their next collective
 once its heartbeats stop ("The following tasks are unhealthy", about 10 s
@@ -262,6 +264,25 @@ def _run_epoch(model, step, dataset, callbacks=None):
     return logs
 
 
+def _evaluation(model, strategy, steps, data, batch_size):
+    """`data` distributed over `strategy`'s replicas, and the replica step that evaluates a batch of it."""
+    dataset = distribute_dataset(strategy, model.make_dataset(data, batch_size), shard_policy(strategy, data))
+    return dataset, steps.function(dataset.element_spec, training=False)
+
+
+def evaluate_distributed(model, strategy, data, batch_size=None):
+    """Evaluates `model` on `data` with the step loop of `fit_distributed`; returns its logs.
+
+    The model's streaming metrics then hold the whole data set's values, every
+    replica's rows summed. Keras' `evaluate` fails under
+    `MultiWorkerMirroredStrategy` (see the module docstring);
+    `MultiDomainModel.evaluate_report` comes here instead. Every worker must
+    call it, as every worker calls `train`: the metrics are all-reduced.
+    """
+    dataset, step = _evaluation(model, strategy, _ReplicaSteps(model, strategy, jit_compile=False), data, batch_size)
+    return _run_epoch(model, step, dataset)
+
+
 def fit_distributed(
     model, strategy, train_data, validation_data=None, *, epochs, batch_size, jit_compile, seed, verbose, callbacks
 ):
@@ -284,10 +305,7 @@ def fit_distributed(
     steps = _ReplicaSteps(model, strategy, jit_compile)
     train_step = steps.function(train.element_spec, training=True)
     if validation_data is not None:
-        validation = distribute_dataset(
-            strategy, model.make_dataset(validation_data, batch_size), shard_policy(strategy, validation_data)
-        )
-        test_step = steps.function(validation.element_spec, training=False)
+        validation, test_step = _evaluation(model, strategy, steps, validation_data, batch_size)
 
     callbacks = keras.callbacks.CallbackList(
         with_progress_logger(callbacks),
