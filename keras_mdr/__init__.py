@@ -22,6 +22,7 @@ _SUBPACKAGES = (
     "export",
     "features",
     "layers",
+    "mixed_precision",
     "models",
     "optimizers",
     "serving",

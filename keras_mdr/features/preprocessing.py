@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from keras_mdr import specs as specs_lib
 from keras_mdr.api_export import km_export
+from keras_mdr.mixed_precision import dtype_policy_scope
 
 DOMAIN_ID = "__domain__"
 _EPSILON = 1e-12
@@ -205,10 +206,12 @@ class Preprocessor(keras.Model):
     """
 
     def __init__(self, features, domain, vocabulary_sizes=None, **kwargs):
-        super().__init__(**kwargs)
-        self.features, self.domain, _ = specs_lib.normalize_specs(features, domain, ["_"])
-        self.feature_layers = [_layer_for(f) for f in self.features]
-        self.domain_index = DomainIndex(self.domain, name="domain_index")
+        # float32 under a mixed-precision global policy too: raw values standardised in 16 bits lose precision.
+        with dtype_policy_scope("float32"):
+            super().__init__(dtype="float32", **kwargs)
+            self.features, self.domain, _ = specs_lib.normalize_specs(features, domain, ["_"])
+            self.feature_layers = [_layer_for(f) for f in self.features]
+            self.domain_index = DomainIndex(self.domain, name="domain_index")
         self.vocabulary_sizes = _checked_sizes(vocabulary_sizes, self.features, self.domain)
 
     def input_signature(self):

@@ -14,6 +14,7 @@ streaming AUC / logloss per task, per (domain, task) and pooled.
 """
 
 import dataclasses
+import functools
 import warnings
 
 import keras
@@ -28,6 +29,7 @@ from keras_mdr.data import files as files_lib
 from keras_mdr.features import vocabulary_files
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
+from keras_mdr.mixed_precision import dtype_policy_scope, policy_name
 from keras_mdr.models import transfer_plan
 from keras_mdr.models.domain_freeze import DomainFreeze
 from keras_mdr.training import distributed
@@ -85,13 +87,15 @@ class _Untracked:
 
 @km_export("keras_mdr.models.TaskProbabilities")
 class TaskProbabilities(keras.layers.Layer):
-    """Logits `[B, T]` to `{task: sigmoid(logit) [B]}`.
+    """Logits `[B, T]` to `{task: sigmoid(logit) [B]}`, float32 under any dtype policy.
 
     Args:
         tasks: the task names, in column order.
     """
 
     def __init__(self, tasks, **kwargs):
+        # The loss and the metrics read these probabilities: float32 even in a mixed-precision model.
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.tasks = list(tasks)
 
@@ -106,6 +110,18 @@ class TaskProbabilities(keras.layers.Layer):
         config = super().get_config()
         config["tasks"] = self.tasks
         return config
+
+
+def _under_dtype_policy(init):
+    """`init` run with its model's `dtype_policy` as Keras' policy, so that the layers it creates take it."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, dtype_policy=None, **kwargs):
+        dtype_policy = policy_name(dtype_policy)
+        with dtype_policy_scope(dtype_policy):
+            init(self, *args, dtype_policy=dtype_policy, **kwargs)
+
+    return __init__
 
 
 @km_export("keras_mdr.models.MultiDomainModel")
@@ -129,6 +145,13 @@ class MultiDomainModel(keras.Model):
             absent from a batch are skipped, never divided by zero).
         batch_size: default batch size of `fit`, `evaluate` and `predict` on
             raw data.
+        dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
+            (`None`: Keras' global policy when the model is built). Under a
+            mixed policy the core's layers compute in 16 bits with float32
+            variables; the preprocessing, the probabilities, the loss and the
+            metrics stay float32, and `compile` wraps the optimizer of a
+            `"mixed_float16"` model in a `keras.optimizers.LossScaleOptimizer`.
+            A subclass's whole constructor runs under the policy.
         hyper_parameters: the subclass's constructor arguments beyond the
             specs, `{name: value}`; they are the rest of `get_config`.
         transfer: set by `keras_mdr.transfer.add_domain` on a model that
@@ -148,6 +171,7 @@ class MultiDomainModel(keras.Model):
         logits,
         loss_reduction="pooled",
         batch_size=1024,
+        dtype_policy=None,
         hyper_parameters=None,
         transfer=None,
         **kwargs,
@@ -163,7 +187,7 @@ class MultiDomainModel(keras.Model):
             # Inputs are named `core:<feature>` but keyed by feature name on purpose
             # (see `core_inputs`); Keras matches dict inputs by key.
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
-            super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+            super().__init__(inputs=inputs, outputs=outputs, dtype=policy_name(dtype_policy), **kwargs)
         self.features = features
         self.domain = domain
         self.tasks = tasks
@@ -180,6 +204,11 @@ class MultiDomainModel(keras.Model):
         if transfer is not None and transfer["method"] in transfer_plan.FROZEN_METHODS:
             freeze = DomainFreeze(self, self._source_model(), transfer["source_domains"])
         self._domain_freeze = _Untracked(freeze)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _under_dtype_policy(cls.__init__)
 
     @property
     def hyper_parameters(self):
@@ -519,6 +548,7 @@ class MultiDomainModel(keras.Model):
             "tasks": [t.get_config() for t in self.tasks],
             "loss_reduction": self.loss_reduction,
             "batch_size": self.batch_size,
+            "dtype_policy": self.dtype_policy.name,
             **self.hyper_parameters,
             **({} if self.transfer is None else {"transfer": self.transfer}),
         }

@@ -6,7 +6,7 @@ from keras_mdr.did_you_mean import did_you_mean
 from keras_mdr.features.adapt import adapt
 
 _MODELS = {}
-_BASE_PARAMETERS = ("loss_reduction", "batch_size", "name")
+_BASE_PARAMETERS = ("loss_reduction", "batch_size", "dtype_policy", "name")
 _SPEC_PARAMETERS = ("self", "features", "domain", "tasks", "kwargs")
 
 
@@ -46,6 +46,7 @@ def hyper_parameters(name):
     }
     params.setdefault("loss_reduction", "pooled")
     params.setdefault("batch_size", 1024)
+    params.setdefault("dtype_policy", None)
     return params
 
 
@@ -61,7 +62,10 @@ def build_model(name, features, domain, tasks, data=None, **hyper_params):
             vocabularies, normalisation statistics and domains from, if the
             specs do not carry them yet.
         **hyper_params: the model's hyper-parameters (see the model's
-            docstring, or `keras_mdr.models.hyper_parameters(name)`).
+            docstring, or `keras_mdr.models.hyper_parameters(name)`), and
+            `MultiDomainModel`'s: `loss_reduction`, `batch_size` and
+            `dtype_policy` (`"mixed_bfloat16"` or `"mixed_float16"` for
+            mixed precision).
 
     Returns:
         A `keras.Model` (a `MultiDomainModel`) with one probability output

@@ -159,6 +159,7 @@ class ConditionalExperts(keras.layers.Layer):
                 balance = routing_losses.load_balancing_loss(probabilities, expert_ids, self.num_experts)
                 self.add_loss(self.load_balance_weight * balance)
 
+        weights = ops.cast(weights, self.compute_dtype)  # the gate routes in float32; experts mix in 16 bits
         shared = ops.mean(self.shared_experts(inputs), axis=1)
         experts = (self.experts.kernels, self.experts.biases, self.experts.activation)
         if training and self.dispatch == "capacity":

@@ -91,9 +91,10 @@ class NoisyTopKGate(keras.layers.Layer):
     def call(self, inputs, domain_ids, training=None):
         domain = ops.take(self.domain_embedding, ops.cast(domain_ids, "int32"), axis=0)
         z = ops.concatenate([inputs, ops.cast(domain, inputs.dtype)], axis=-1)
-        logits = ops.matmul(z, self.kernel) + self.bias
+        # Routing in float32 under mixed precision too: 16-bit logits tie, and top-k would pick by rounding.
+        logits = ops.cast(ops.matmul(z, self.kernel) + self.bias, "float32")
         if training and self.noisy:
-            scale = ops.softplus(ops.matmul(z, self.noise_kernel))
+            scale = ops.softplus(ops.cast(ops.matmul(z, self.noise_kernel), "float32"))
             logits = logits + scale * keras.random.normal(ops.shape(logits), seed=self.seed_generator)
         top_logits, expert_ids = ops.top_k(logits, self.top_k)
         return ops.softmax(logits, axis=-1), ops.cast(expert_ids, "int32"), ops.softmax(top_logits, axis=-1)

@@ -76,6 +76,7 @@ class ClusterRouter(keras.layers.Layer):
             shape=(self.num_clusters, inputs_shape[-1]),
             initializer=lambda shape, dtype=None: _normalize(ops.cast(initial, dtype or "float32")),
             trainable=False,
+            autocast=False,  # the moving average runs in float32 (see `call`)
         )
 
     def coefficients(self, inputs, centroids=None):
@@ -84,15 +85,17 @@ class ClusterRouter(keras.layers.Layer):
         return ops.softmax(ops.matmul(inputs, ops.transpose(ops.cast(centroids, inputs.dtype))), axis=-1)
 
     def call(self, inputs, training=None):
-        x = ops.stop_gradient(inputs)
-        centroids = ops.cast(self.centroids, x.dtype)
+        # float32 under mixed precision too: a 16-bit moving average loses its updates, and rounding moves
+        # rows between clusters.
+        x = ops.cast(ops.stop_gradient(inputs), "float32")
+        centroids = self.centroids
         if training:
             for _ in range(self.routing_iterations):
                 s = ops.matmul(ops.transpose(self.coefficients(x, centroids)), x)  # [K, F]
                 has_weight = ops.sum(ops.square(s), axis=-1, keepdims=True) > _EPSILON
                 updated = _normalize(self.momentum * centroids + (1.0 - self.momentum) * _normalize(s))
                 centroids = ops.where(has_weight, updated, centroids)
-            self.centroids.assign(ops.cast(centroids, self.centroids.dtype))
+            self.centroids.assign(centroids)
         return ops.cast(ops.argmax(ops.matmul(x, ops.transpose(centroids)), axis=-1), "int32")
 
     def compute_output_spec(self, inputs, training=None):

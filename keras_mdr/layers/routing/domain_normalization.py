@@ -1,5 +1,7 @@
 """Batch normalisation with statistics and affine parameters per domain."""
 
+import functools
+
 import keras
 from keras import ops
 
@@ -56,18 +58,17 @@ class DomainNormalization(keras.layers.Layer):
 
     def build(self, inputs_shape, domain_ids_shape=None):
         shape = (self.num_domains, inputs_shape[-1])
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer)
-        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
+        # Statistics in float32 under mixed precision too (as keras.layers.BatchNormalization): a 16-bit moving
+        # average loses its updates, and its variance its small values. So the weights are read unrounded.
+        weight = functools.partial(self.add_weight, autocast=False)
+        self.gamma = weight(name="gamma", shape=shape, initializer=self.gamma_initializer)
+        self.beta = weight(name="beta", shape=shape, initializer="zeros")
         if self.shared_affine:
-            self.shared_gamma = self.add_weight(name="shared_gamma", shape=shape[1:], initializer="ones")
-            self.shared_beta = self.add_weight(name="shared_beta", shape=shape[1:], initializer="zeros")
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=shape, initializer="zeros", trainable=False
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance", shape=shape, initializer="ones", trainable=False
-        )
-        self.seen = self.add_weight(name="seen", shape=(self.num_domains, 1), initializer="zeros", trainable=False)
+            self.shared_gamma = weight(name="shared_gamma", shape=shape[1:], initializer="ones")
+            self.shared_beta = weight(name="shared_beta", shape=shape[1:], initializer="zeros")
+        self.moving_mean = weight(name="moving_mean", shape=shape, initializer="zeros", trainable=False)
+        self.moving_variance = weight(name="moving_variance", shape=shape, initializer="ones", trainable=False)
+        self.seen = weight(name="seen", shape=(self.num_domains, 1), initializer="zeros", trainable=False)
 
     def domain_statistics(self, inputs, domain_ids):
         """Per-domain batch mean and (biased) variance `[D, F]`, and counts `[D]`."""
@@ -81,6 +82,7 @@ class DomainNormalization(keras.layers.Layer):
 
     def call(self, inputs, domain_ids, training=None):
         domain_ids = ops.cast(domain_ids, "int32")
+        inputs = ops.cast(inputs, "float32")
         if training:
             mean, variance, counts = self.domain_statistics(inputs, domain_ids)
             present = ops.expand_dims(counts > 0, 1)
@@ -102,7 +104,8 @@ class DomainNormalization(keras.layers.Layer):
             beta = beta + self.shared_beta
         scale = gamma * ops.rsqrt(variance + self.epsilon)
         shift = beta - mean * scale
-        return inputs * ops.take(scale, domain_ids, axis=0) + ops.take(shift, domain_ids, axis=0)
+        outputs = inputs * ops.take(scale, domain_ids, axis=0) + ops.take(shift, domain_ids, axis=0)
+        return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, inputs_shape, domain_ids_shape=None):
         return inputs_shape
