@@ -7,7 +7,8 @@ features: [{name: user_id, type: categorical, embedding_dim: 16},
            {name: genres, type: multi_categorical, separator: "|"}]
 domain: {column: domain}
 tasks: [{name: click, label: label}, {name: like, label: like, mask: click}]
-model: {name: mmoe, params: {}}
+model: {name: mmoe, params: {},
+        dtype_policy: null}      # mixed_bfloat16 or mixed_float16: mixed precision (keras_mdr.mixed_precision)
 training: {epochs: 50, batch_size: 4096, learning_rate: 0.001, early_stopping_patience: 4, seed: 2022,
            optimizer: adam,      # lazy_adam, adagrad or sgd: see keras_mdr.training.train
            table_optimizer: null, table_learning_rate: null,  # e.g. adagrad, 0.05: the embedding tables'
@@ -50,6 +51,7 @@ from keras_mdr.did_you_mean import did_you_mean
 from keras_mdr.data.files import TFRECORD, data_files, file_format
 from keras_mdr.data.readers import read_table
 from keras_mdr.data.splits import random_split
+from keras_mdr.mixed_precision import POLICIES
 from keras_mdr.optimizers import OPTIMIZERS
 from keras_mdr.training.distributed import STRATEGIES
 
@@ -216,13 +218,20 @@ def load_config(path):
     model = config["model"]
     if isinstance(model, str):
         model = {"name": model}
-    _check_keys("model", model, ("name", "params"))
+    _check_keys("model", model, ("name", "params", "dtype_policy"))
     if "name" not in model:
         raise ValueError("config: 'model' needs a 'name'")
     params = model.get("params") or {}
     if not isinstance(params, dict):
         raise ValueError(f"config: 'model.params' must be a mapping, got {params!r}")
-    model = {"name": model["name"], "params": dict(params)}
+    params = dict(params)
+    if model.get("dtype_policy") is not None:
+        if model["dtype_policy"] not in POLICIES:
+            raise ValueError(f"config: 'model.dtype_policy' must be one of {POLICIES}, got {model['dtype_policy']!r}")
+        if "dtype_policy" in params:
+            raise ValueError("config: 'dtype_policy' is given both in 'model' and in 'model.params'; keep one")
+        params["dtype_policy"] = model["dtype_policy"]
+    model = {"name": model["name"], "params": params}
 
     for key in ("features", "tasks"):
         if not isinstance(config[key], list):

@@ -170,6 +170,8 @@ def _edit(config_file, change):
          r"'training.table_learning_rate' must be a number > 0 or null, got 0"),
         (lambda c: c.update(tasks="click"), r"'tasks' must be a list, got 'click'"),
         (lambda c: c["model"].update(params=[1]), r"'model.params' must be a mapping"),
+        (lambda c: c["model"].update(dtype_policy="float16"),
+         r"'model.dtype_policy' must be one of \('float32', 'mixed_bfloat16', 'mixed_float16'\), got 'float16'"),
         (lambda c: c["data"].update(split={"seed": "x"}), r"'data.split.seed' must be an integer, got 'x'"),
         (lambda c: c["training"].update(distribution={"strategy": "mirorred"}),
          r"'training.distribution.strategy' must be one of \['mirrored', 'multi_worker'\], got 'mirorred' "
@@ -228,6 +230,25 @@ def test_the_training_optimizers_of_a_config_are_the_ones_train_compiles_with(co
     with pytest.raises(Stop):
         cli.main(["train", "--config", str(config_file)])
     assert optimizers == [("lazy_adam", None, None), ("adam", "adagrad", 0.05)]
+
+
+def test_the_dtype_policy_of_a_config_is_the_one_the_trained_model_has(config_file, monkeypatch):
+    from keras_mdr import run as run_lib
+
+    class Stop(Exception):
+        pass
+
+    policies = []
+
+    def train(model, *args, **kwargs):
+        policies.append((model.dtype_policy.name, model.get_layer("probabilities").dtype_policy.name))
+        raise Stop
+
+    monkeypatch.setattr(run_lib, "train", train)
+    _edit(config_file, lambda c: c["model"].update(dtype_policy="mixed_bfloat16"))
+    with pytest.raises(Stop):
+        cli.main(["train", "--config", str(config_file)])
+    assert policies == [("mixed_bfloat16", "float32")]
 
 
 def test_invalid_yaml_names_the_file_line_and_column(config_file, capsys):

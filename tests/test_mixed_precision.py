@@ -123,3 +123,11 @@ def test_an_exported_mixed_bfloat16_model_serves_its_float32_probabilities_and_r
     for task, values in expected.items():
         assert served[task].dtype == tf.float32
         np.testing.assert_allclose(served[task].numpy(), values, atol=1e-6, err_msg=task)
+
+
+def test_training_mixed_float16_on_a_strategy_is_refused_with_the_fix(data):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _build("shared_bottom", data, "mixed_float16")
+    with pytest.raises(ValueError, match="does not support dtype_policy='mixed_float16' .* use 'mixed_bfloat16'"):
+        km.training.train(model, data.frame, epochs=1, strategy=strategy)

@@ -103,6 +103,9 @@ def train(
         if "lazy_adam" in (optimizer, table_optimizer):
             # The replica step densifies the gradients (see keras_mdr.training.distributed).
             unsupported.append("optimizer='lazy_adam' (the step loop makes gradients dense; use 'adam')")
+        if model.dtype_policy.name == "mixed_float16":
+            # The replica step applies the gradients itself, never through LossScaleOptimizer.scale_loss.
+            unsupported.append("dtype_policy='mixed_float16' (the step loop does not scale the loss; use 'mixed_bfloat16')")
         if getattr(model, "training_mode", "joint") != "joint":
             unsupported.append(f"training_mode={model.training_mode!r}")
         if unsupported:
