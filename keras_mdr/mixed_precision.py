@@ -13,7 +13,7 @@ POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def policy_name(policy=None):
-    """The checked name of `policy`: one of `POLICIES`, a `keras.DTypePolicy` of one, or `None` for Keras' global policy."""
+    """The checked name of `policy`: a name in `POLICIES`, a `keras.DTypePolicy`, or `None` (Keras' global policy)."""
     if policy is None:
         policy = keras.config.dtype_policy()
     name = policy.name if isinstance(policy, keras.DTypePolicy) else policy

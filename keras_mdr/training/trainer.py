@@ -105,7 +105,9 @@ def train(
             unsupported.append("optimizer='lazy_adam' (the step loop makes gradients dense; use 'adam')")
         if model.dtype_policy.name == "mixed_float16":
             # The replica step applies the gradients itself, never through LossScaleOptimizer.scale_loss.
-            unsupported.append("dtype_policy='mixed_float16' (the step loop does not scale the loss; use 'mixed_bfloat16')")
+            unsupported.append(
+                "dtype_policy='mixed_float16' (the step loop does not scale the loss; use 'mixed_bfloat16')"
+            )
         if getattr(model, "training_mode", "joint") != "joint":
             unsupported.append(f"training_mode={model.training_mode!r}")
         if unsupported:
