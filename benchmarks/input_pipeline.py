@@ -6,7 +6,8 @@ Writes the synthetic default data (`km.data.synthetic`, `--rows` rows) as
 `--batch-size`: the raw-column batches of `file_dataset` (`raw`), the same with
 the rows shuffled (`raw, shuffled`), and the batches a model trains on, through
 its preprocessing (`model.make_dataset` on the files: vocabulary lookups, tag
-splitting, standardisation; `preprocessed`). Each number is the median of
+splitting, standardisation; `preprocessed`), also shuffled as `fit` and
+`km.training.train` shuffle them (`preprocessed, shuffled`). Each number is the median of
 `--repeats` epochs after one warm-up epoch (the files are then in the page
 cache); the load average is recorded with each. The targets are the train
 examples/s of the fastest model in each `--throughput` file (results of
@@ -33,30 +34,33 @@ sys.path.insert(0, HERE)
 from timing import median_seconds  # noqa: E402
 
 
-def write_files(frame, data, folder, shards):
-    """`{format: glob}` of the rows written as `shards` files per format."""
+def write_files(frame, data, folder, shards, formats):
+    """`{format: glob}` of the rows written as `shards` files in each of `formats`."""
     import numpy as np
 
     import keras_mdr as km
 
     parts = np.array_split(np.arange(len(frame)), shards)
     globs = {}
-    os.makedirs(os.path.join(folder, "csv"), exist_ok=True)
-    for i, rows in enumerate(parts):
-        frame.iloc[rows].to_csv(os.path.join(folder, "csv", f"part-{i:05d}.csv"), index=False)
-    globs["csv"] = os.path.join(folder, "csv", "*.csv")
-    try:
-        import pyarrow  # noqa: F401
-
-        os.makedirs(os.path.join(folder, "parquet"), exist_ok=True)
+    if "csv" in formats:
+        os.makedirs(os.path.join(folder, "csv"), exist_ok=True)
         for i, rows in enumerate(parts):
-            frame.iloc[rows].to_parquet(os.path.join(folder, "parquet", f"part-{i:05d}.parquet"))
-        globs["parquet"] = os.path.join(folder, "parquet", "*.parquet")
-    except ImportError:
-        print("pyarrow is not installed: no Parquet")
-    km.data.write_tfrecords(frame, os.path.join(folder, "tfrecord"), data.features, data.domain, data.tasks,
-                            shards=shards)
-    globs["tfrecord"] = os.path.join(folder, "tfrecord", "*.tfrecord")
+            frame.iloc[rows].to_csv(os.path.join(folder, "csv", f"part-{i:05d}.csv"), index=False)
+        globs["csv"] = os.path.join(folder, "csv", "*.csv")
+    if "parquet" in formats:
+        try:
+            import pyarrow  # noqa: F401
+
+            os.makedirs(os.path.join(folder, "parquet"), exist_ok=True)
+            for i, rows in enumerate(parts):
+                frame.iloc[rows].to_parquet(os.path.join(folder, "parquet", f"part-{i:05d}.parquet"))
+            globs["parquet"] = os.path.join(folder, "parquet", "*.parquet")
+        except ImportError:
+            print("pyarrow is not installed: no Parquet")
+    if "tfrecord" in formats:
+        km.data.write_tfrecords(frame, os.path.join(folder, "tfrecord"), data.features, data.domain, data.tasks,
+                                shards=shards)
+        globs["tfrecord"] = os.path.join(folder, "tfrecord", "*.tfrecord")
     return globs
 
 
@@ -85,6 +89,7 @@ def main():
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--formats", nargs="+", default=["csv", "parquet", "tfrecord"])
     parser.add_argument("--folder", help="where to write the files (default: a temporary folder)")
     parser.add_argument("--throughput", nargs="+", default=[os.path.join(HERE, "results", f)
                                                             for f in ("throughput.json", "throughput_zoo.json")])
@@ -101,7 +106,7 @@ def main():
                            data=data.frame)
     data = data._replace(features=model.features, domain=model.domain)
     folder = args.folder or tempfile.mkdtemp(prefix="input_pipeline_")
-    globs = write_files(data.frame, data, folder, args.shards)
+    globs = write_files(data.frame, data, folder, args.shards, args.formats)
     print(f"Wrote {args.rows} rows x {len(globs)} formats in {args.shards} shards each to {folder} "
           f"({time.perf_counter() - start:.0f} s)")
 
@@ -115,6 +120,7 @@ def main():
                                                                      batch_size=args.batch_size, shuffle=True,
                                                                      seed=0),
             "preprocessed": lambda p=pattern: model.make_dataset(p, args.batch_size),
+            "preprocessed, shuffled": lambda p=pattern: model.make_dataset(p, args.batch_size, shuffle=True, seed=0),
         }
         for variant, make in variants.items():
             dataset = make()
