@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mdr.data import columns as columns_lib
-from keras_mdr.export.examples import parse_spec, serialize_columns
+from keras_mdr.data.examples import parse_spec, serialize_columns
 from keras_mdr.features.preprocessing import input_dtype
 
 CSV, TSV, PARQUET, TFRECORD = "csv", "tsv", "parquet", "tfrecord"

@@ -40,7 +40,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_mdr.export import model_card as model_card_lib
 from keras_mdr.export import warmup as warmup_lib
-from keras_mdr.export.examples import parse_spec, serialize_columns
+from keras_mdr.data.examples import parse_spec, serialize_columns
 
 SERVING_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "predict_examples"

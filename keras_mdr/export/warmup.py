@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mdr.data import columns as columns_lib
-from keras_mdr.export.examples import serialize_columns
+from keras_mdr.data.examples import serialize_columns
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
