@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from records import save_results  # noqa: E402
-from throughput import MATCHED, REFERENCE, cached_batches, forward_flops_per_example, model_spec  # noqa: E402
+from throughput import MATCHED, REFERENCE, cached_batches, compiled_model, forward_flops_per_example  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
@@ -55,16 +55,7 @@ def measure(variant, data_path, batch_size, steps, repeats):
     import keras
     import tensorflow as tf
 
-    import keras_mdr as km
-    from keras_mdr.data import public
-
-    model_name, params = model_spec(variant)
-    data = public.movielens(data_path, embedding_dim=16)
-    keras.utils.set_random_seed(0)
-    model = km.build_model(model_name, features=data.features, domain=data.domain, tasks=data.tasks,
-                           data=data.frame, **params)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True,
-                  steps_per_execution=TRAINING_DEFAULTS["steps_per_execution"])
+    model, data = compiled_model(variant, data_path, True, TRAINING_DEFAULTS["steps_per_execution"])
     batches = cached_batches(model, data.frame, batch_size)
     inputs = batches.map(lambda x, y: x)
     cached = list(batches.take(8))

@@ -95,9 +95,9 @@ def forward_flops_per_example(model, inputs):
     return flops / next(iter(inputs.values())).shape[0]
 
 
-def measure(variant, jit_compile, data_path, batch_size, steps, repeats, steps_per_execution):
+def compiled_model(variant, data_path, jit_compile, steps_per_execution):
+    """`(model, data)`: the benchmark variant built on ML-100K (seed 0) and compiled with Adam."""
     import keras
-    import tensorflow as tf
 
     import keras_mdr as km
     from keras_mdr.data import public
@@ -110,6 +110,14 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats, steps_p
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile,
                   steps_per_execution=steps_per_execution)
     assert model.jit_compile == jit_compile
+    return model, data
+
+
+def measure(variant, jit_compile, data_path, batch_size, steps, repeats, steps_per_execution):
+    import keras
+    import tensorflow as tf
+
+    model, data = compiled_model(variant, data_path, jit_compile, steps_per_execution)
     batches = cached_batches(model, data.frame, batch_size)
     inputs = batches.map(lambda x, y: x)
 
