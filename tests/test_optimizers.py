@@ -68,7 +68,7 @@ ABSENT = [4, 5, 6, 8]
 SPARSE_OPTIMIZERS = {
     "lazy_adam": lambda: LazyAdam(0.1),
     "sgd": lambda: keras.optimizers.SGD(0.1),
-    "adagrad": lambda: keras.optimizers.Adagrad(0.1),
+    "adagrad": lambda: km.optimizers.SparseAdagrad(0.1),
 }
 
 
@@ -79,6 +79,26 @@ def test_rows_absent_from_every_batch_stay_bit_identical(name):
     _, middle, _ = _embedding_steps(SPARSE_OPTIMIZERS[name](), [list(range(ROWS))])
     np.testing.assert_array_equal(after[ABSENT], middle[ABSENT])
     assert not np.array_equal(after[[0, 1, 3]], middle[[0, 1, 3]]), "the rows of the batches must move"
+
+
+def _numpy_adagrad(table, batches, learning_rate, seed=0, initial=0.1, epsilon=1e-7):
+    """Dense Adagrad on each batch's gradient, repeated rows summed (float64)."""
+    rng = np.random.default_rng(seed)
+    w = table.astype(np.float64)
+    accumulator = np.full_like(w, initial)
+    for ids in batches:
+        weights = rng.normal(size=(len(ids), DIM)).astype(np.float32)
+        g = np.zeros_like(w)
+        np.add.at(g, np.asarray(ids), weights)
+        accumulator += g**2
+        w -= learning_rate * g / np.sqrt(accumulator + epsilon)
+    return w
+
+
+def test_sparse_adagrad_is_dense_adagrad_on_each_rows_summed_gradient_under_xla():
+    before, after, received = _embedding_steps(km.optimizers.SparseAdagrad(0.1), BATCHES)
+    assert set(received) == {"IndexedSlices"}
+    np.testing.assert_allclose(after, _numpy_adagrad(before, BATCHES, 0.1), atol=1e-6, rtol=1e-5)
 
 
 def test_keras_adam_moves_rows_absent_from_the_batch():
@@ -225,7 +245,7 @@ def test_train_with_adagrad_tables_and_adam_towers_leaves_absent_rows_and_saves(
     km.training.train(model, seen, epochs=1, batch_size=64, optimizer="adam", table_optimizer="adagrad",
                       table_learning_rate=0.05, verbose=0)
     split = model.optimizer
-    assert model.jit_compile and type(split.tables) is keras.optimizers.Adagrad
+    assert model.jit_compile and type(split.tables) is km.optimizers.SparseAdagrad
     assert type(split.rest) is keras.optimizers.Adam and np.isclose(float(split.tables.learning_rate), 0.05)
     assert all(v.path.endswith("embeddings") for v in split.tables._trainable_variables)
 

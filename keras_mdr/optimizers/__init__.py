@@ -3,13 +3,14 @@
 import keras
 
 from keras_mdr.optimizers.lazy_adam import LazyAdam
+from keras_mdr.optimizers.sparse_adagrad import SparseAdagrad
 from keras_mdr.optimizers.split_optimizer import SplitOptimizer
 
 # Which rows of an embedding table each one updates in a step (the README's "Big embedding tables").
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,  # every row: absent rows' moments decay and they still move
     "lazy_adam": LazyAdam,  # only the rows in the batch; Keras' Adam everywhere else
-    "adagrad": keras.optimizers.Adagrad,  # only the rows in the batch
+    "adagrad": SparseAdagrad,  # only the rows in the batch (Keras' Adagrad: every row read, absent ones kept)
     "sgd": keras.optimizers.SGD,  # only the rows in the batch
 }
 
