@@ -4,39 +4,11 @@ import keras
 import tensorflow as tf
 
 from keras_mdr.api_export import km_export
-
-
-def sum_repeated_rows(gradient):
-    """Sums the slices of an `IndexedSlices` that share a row, with static shapes (XLA needs them).
-
-    `tf.unique` would give the distinct rows, but its output shape depends on
-    the data, which XLA cannot compile. Sorting keeps the shape: after an
-    argsort, equal indices are adjacent, a running count of index changes
-    numbers the distinct rows, and a segment sum over those numbers (with as
-    many segments as slices, the most there can be) adds each row's slices.
-
-    Args:
-        gradient: `tf.IndexedSlices` with `indices` `[N]` and `values`
-            `[N, ...]`.
-
-    Returns:
-        `(rows, summed)`: `rows` `[N]`, the indices sorted, and `summed`
-        `[N, ...]`, at each position the sum of all slices of that position's
-        row. A row that appears k times appears k times in both, with equal
-        values, so a scatter of them writes the same value k times.
-    """
-    order = tf.argsort(gradient.indices, stable=True)
-    rows = tf.gather(gradient.indices, order)
-    values = tf.gather(gradient.values, order)
-    # True where a new row starts (an empty batch stays empty).
-    starts = (tf.range(tf.size(rows)) == 0) | (rows != tf.roll(rows, shift=1, axis=0))
-    segment = tf.cumsum(tf.cast(starts, tf.int32)) - 1
-    sums = tf.math.unsorted_segment_sum(values, segment, num_segments=tf.shape(rows)[0])
-    return rows, tf.gather(sums, segment)
+from keras_mdr.optimizers.row_updates import RowUpdates
 
 
 @km_export("keras_mdr.optimizers.LazyAdam")
-class LazyAdam(keras.optimizers.Adam):
+class LazyAdam(RowUpdates, keras.optimizers.Adam):
     """Adam that updates only the rows an embedding table's sparse gradient names.
 
     Keras' Adam applies its update to a whole embedding table every step:
@@ -75,13 +47,8 @@ class LazyAdam(keras.optimizers.Adam):
     and Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2014.
     """
 
-    def update_step(self, gradient, variable, learning_rate):
-        if not isinstance(gradient, tf.IndexedSlices):
-            super().update_step(gradient, variable, learning_rate)
-            return
+    def update_rows(self, rows, g, variable, learning_rate):
         dtype = variable.dtype
-        rows, g = sum_repeated_rows(gradient)
-        g = tf.cast(g, dtype)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)

@@ -4,11 +4,11 @@ import keras
 import tensorflow as tf
 
 from keras_mdr.api_export import km_export
-from keras_mdr.optimizers.lazy_adam import sum_repeated_rows
+from keras_mdr.optimizers.row_updates import RowUpdates
 
 
 @km_export("keras_mdr.optimizers.SparseAdagrad")
-class SparseAdagrad(keras.optimizers.Adagrad):
+class SparseAdagrad(RowUpdates, keras.optimizers.Adagrad):
     """Adagrad that reads and writes only the rows an embedding table's sparse gradient names.
 
     Adagrad leaves a row whose gradient is zero as it is, but Keras' Adagrad
@@ -30,13 +30,8 @@ class SparseAdagrad(keras.optimizers.Adagrad):
         arguments: as for `keras.optimizers.Adagrad`.
     """
 
-    def update_step(self, gradient, variable, learning_rate):
-        if not isinstance(gradient, tf.IndexedSlices):
-            super().update_step(gradient, variable, learning_rate)
-            return
+    def update_rows(self, rows, g, variable, learning_rate):
         dtype = variable.dtype
-        rows, g = sum_repeated_rows(gradient)
-        g = tf.cast(g, dtype)
         accumulator = self._accumulators[self._get_variable_index(variable)]
         a_rows = tf.gather(accumulator.value, rows) + tf.square(g)
         # Scattered as new values: a repeated row appears with equal values, so writing it twice is harmless.
