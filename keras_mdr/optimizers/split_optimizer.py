@@ -45,9 +45,17 @@ class SplitOptimizer(keras.optimizers.Optimizer):
         self.tables = tables
         self.rest = rest
 
+    def _split(self, items, variables):
+        """`((tables' optimizer, its items), (rest's optimizer, its items))`, `items` paired with `variables`."""
+        pairs = list(zip(items, variables))
+        return tuple(
+            (optimizer, [item for item, v in pairs if is_table(v) == table])
+            for optimizer, table in ((self.tables, True), (self.rest, False))
+        )
+
     def build(self, variables):
-        self.tables.build([v for v in variables if is_table(v)])
-        self.rest.build([v for v in variables if not is_table(v)])
+        for optimizer, owned in self._split(variables, variables):
+            optimizer.build(owned)
         super().build(variables)
 
     def apply(self, grads, trainable_variables=None):
@@ -56,11 +64,9 @@ class SplitOptimizer(keras.optimizers.Optimizer):
         trainable_variables = list(trainable_variables)
         if not self.built:
             self.build(trainable_variables)
-        pairs = list(zip(grads, trainable_variables))
-        for optimizer, table in ((self.tables, True), (self.rest, False)):
-            chosen = [(g, v) for g, v in pairs if is_table(v) == table]
-            if chosen:
-                optimizer.apply([g for g, _ in chosen], [v for _, v in chosen])
+        for optimizer, pairs in self._split(list(zip(grads, trainable_variables)), trainable_variables):
+            if pairs:
+                optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         self._iterations.assign_add(1)
 
     @property
@@ -76,8 +82,8 @@ class SplitOptimizer(keras.optimizers.Optimizer):
         self.rest.learning_rate = learning_rate
 
     def finalize_variable_values(self, var_list):
-        self.tables.finalize_variable_values([v for v in var_list if is_table(v)])
-        self.rest.finalize_variable_values([v for v in var_list if not is_table(v)])
+        for optimizer, owned in self._split(var_list, var_list):
+            optimizer.finalize_variable_values(owned)
 
     def get_config(self):
         return {
