@@ -91,7 +91,7 @@ def run(args):
             if (method, seed) in done:
                 continue
             keras.utils.set_random_seed(seed)
-            adapted = transrec.transfer(model, target, method)
+            adapted = transrec.transfer(model, target, method, train_layer_norms=args.train_layer_norms)
             lr = args.learning_rate if method in ("finetune", "scratch") else args.adapter_learning_rate
             record = {"method": method, "seed": seed, **transrec.trainable_report(adapted)}
             record.update(_train(adapted, target, args, lr, args.epochs))
@@ -140,6 +140,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--adapter-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--train-layer-norms", action="store_true",
+                        help="with an adapter method, the pre-trained LayerNorms train too")
     parser.add_argument("--no-xla", action="store_true")
     parser.add_argument("--work-dir", default=os.path.join("/tmp", "transrec_adapters"))
     parser.add_argument("--out", default=OUT)
