@@ -11,6 +11,7 @@ position, Adapter4Rec's) or `sampled_softmax` (in-batch), seeds 0, 1, 2
 
 Usage:
     python benchmarks/transrec_anchor.py --raw ../shared/data/ml-100k/raw
+    python benchmarks/transrec_anchor.py --raw ../shared/data/ml-100k/raw --markdown
 """
 
 import argparse
@@ -31,21 +32,10 @@ from keras_mdr import transrec  # noqa: E402
 OUT = os.path.join(os.path.dirname(__file__), "results", "transrec_anchor.json")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--raw", default=os.path.join("..", "shared", "data", "ml-100k", "raw"))
-    parser.add_argument("--losses", nargs="+", default=["bce", "sampled_softmax"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--max-length", type=int, default=50)
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--out", default=OUT)
-    args = parser.parse_args()
-
+def run(args):
     data = km.data.movielens_sequences(args.raw)
     results = load_results(args.out)
-    results.update(data=data.summary(), args=vars(args))
+    results.update(data=data.summary(), args={k: v for k, v in vars(args).items() if k not in ("out", "markdown")})
     done = {(r["loss"], r["seed"]) for r in results["runs"]}
     # Seeds outer: a partial file already holds every loss once.
     for seed in args.seeds:
@@ -73,11 +63,44 @@ def main():
             save_results(results, args.out)
             print(run, flush=True)
             keras.backend.clear_session()
-    for loss in args.losses:
-        runs = [r["test"] for r in results["runs"] if r["loss"] == loss]
-        for metric in ("hr@10", "ndcg@10"):
-            values = [r[metric] for r in runs]
-            print(f"{loss} {metric}: {np.mean(values):.4f} ± {np.std(values):.4f} ({len(values)} seeds)")
+
+
+def markdown(path, raw):
+    results = load_results(path)
+    reference = transrec.popularity_ranking(km.data.movielens_sequences(raw))
+    rows = [
+        "| loss | seeds | HR@10 | NDCG@10 | s/epoch | epochs | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| most popular (no model) | - | {reference['hr@10']:.4f} | {reference['ndcg@10']:.4f} | - | - | - |",
+    ]
+    for loss in dict.fromkeys(r["loss"] for r in results["runs"]):
+        runs = [r for r in results["runs"] if r["loss"] == loss]
+        hr = [r["test"]["hr@10"] for r in runs]
+        ndcg = [r["test"]["ndcg@10"] for r in runs]
+        rows.append(
+            f"| {loss} | {len(runs)} | {np.mean(hr):.4f} ± {np.std(hr):.4f} | {np.mean(ndcg):.4f} ± {np.std(ndcg):.4f} "
+            f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
+            f"| {np.mean([r['load_average'] for r in runs]):.1f} |"
+        )
+    print("\n".join(rows))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--raw", default=os.path.join("..", "shared", "data", "ml-100k", "raw"))
+    parser.add_argument("--losses", nargs="+", default=["bce", "sampled_softmax"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-length", type=int, default=50)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--out", default=OUT)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    if args.markdown:
+        markdown(args.out, args.raw)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
