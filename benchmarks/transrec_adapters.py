@@ -123,7 +123,7 @@ def markdown(path, raw):
             f"| {method} | {len(runs)} | {np.mean(hr):.4f} ± {np.std(hr):.4f} | {np.mean(ndcg):.4f} ± {np.std(ndcg):.4f} "
             f"| {runs[0]['trainable']:,} | {100 * runs[0]['share']:.1f}% "
             f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
-            f"| {np.mean([r.get('load_average', np.nan) for r in runs]):.0f} |"
+            f"| {np.mean([r.get('load_average', np.nan) for r in runs]):.1f} |"
         )
     print("\n".join(rows))
 
