@@ -64,6 +64,10 @@ REFERENCE = {
     "matched_m3oe": (79_501, 287_654),
     "matched_hamur": (3_834, 14_063),
 }
+# The best float32 matmul rate `peak_flops.py` measured on the same machine class (RESULTS.md).
+PEAK_GFLOPS = 419.2
+
+
 def model_spec(variant):
     """`(registered model, hyper-parameters)` of a benchmark variant or a plain model name."""
     return {**VARIANTS, **MATCHED}.get(variant, (variant, {}))
@@ -172,7 +176,7 @@ def matched_markdown(results):
     """Our XLA numbers next to the reference's, as ratios."""
     lines = [
         "| model | train ref | train keras_mdr | ratio | predict ref | predict keras_mdr | ratio "
-        "| forward FLOPs/ex | train GFLOP/s | predict GFLOP/s | load (1 min) |",
+        "| forward FLOPs/ex | train GFLOP/s (% of peak) | predict GFLOP/s (% of peak) | load (1 min) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -183,7 +187,8 @@ def matched_markdown(results):
         lines.append(
             f"| {r['model'].removeprefix('matched_')} | {train_ref:,} | {train:,} | {train / train_ref:.2f}x | "
             f"{predict_ref:,} | {predict:,} | {predict / predict_ref:.2f}x | {r['forward_flops_per_example']:,} | "
-            f"{r['train_gflops']} | {r['predict_gflops']} | {r['load_average'][0]:.1f} |"
+            f"{r['train_gflops']} ({100 * r['train_gflops'] / PEAK_GFLOPS:.0f}%) | "
+            f"{r['predict_gflops']} ({100 * r['predict_gflops'] / PEAK_GFLOPS:.0f}%) | {r['load_average'][0]:.1f} |"
         )
     return "\n".join(lines)
 
