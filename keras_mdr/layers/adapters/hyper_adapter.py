@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
+from keras_mdr.layers.core.mixing import mix
 from keras_mdr.layers.routing.domain_normalization import DomainNormalization
 from keras_mdr.layers.core.validation import check_positive_int
 
@@ -102,7 +103,7 @@ class HyperAdapter(keras.layers.Layer):
         Returns:
             `[B, j]`.
         """
-        core = ops.einsum("bk,bkl->bl", ops.matmul(x, left), hyper)
+        core = mix(ops.expand_dims(ops.matmul(x, left), 1), hyper)[:, 0]
         return ops.matmul(core, right)
 
     def call(self, inputs, hyper, domain_ids, training=None):

@@ -109,6 +109,7 @@ class ExpertFusion(keras.layers.Layer):
         else:
             domain_view = self._pooled_balance(own_domain, domain_experts, domain_ids, w_d)
         task_view = _balance(task_experts, task_experts, w_t)
+        # Not `mix`: at these shapes its gradients were slower than einsum's (benchmarks/row_mixing.py).
         shared = ops.einsum("bte,beu->btu", gates, shared_experts)
         return shared + beta_d * ops.expand_dims(domain_view, 1) + beta_t * task_view
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
+from keras_mdr.layers.core.mixing import mix
 
 
 @km_export("keras_mdr.layers.ExpertMixture")
@@ -28,10 +29,7 @@ class ExpertMixture(keras.layers.Layer):
     """
 
     def call(self, gates, experts):
-        gates = ops.cast(gates, experts.dtype)
-        if len(experts.shape) == 3:
-            return ops.einsum("bge,beh->bgh", gates, experts)
-        return ops.einsum("bge,bgeh->bgh", gates, experts)
+        return mix(ops.cast(gates, experts.dtype), experts)
 
     def compute_output_shape(self, gates_shape, experts_shape):
         return (gates_shape[0], gates_shape[1], experts_shape[-1])

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mdr.api_export import km_export
+from keras_mdr.layers.core.mixing import mix
 from keras_mdr.layers.core.validation import check_positive_int, check_rate, check_units
 from keras_mdr.layers.experts.expert_bank import ExpertBank
 from keras_mdr.layers.routing.domain_mlp import DomainMLP
@@ -92,7 +93,7 @@ class ScenarioExpertMixture(keras.layers.Layer):
         specific = ops.reshape(specific, (-1, p, specific.shape[-1]))  # [B, P, h]
         experts = ops.concatenate([shared, specific], axis=1)
         gates = ops.take(ops.softmax(self.gate_logits, axis=-1), domain_ids, axis=0)  # [B, T, S + P]
-        return ops.einsum("btj,bjh->bth", gates, experts)
+        return mix(gates, experts)
 
     def compute_output_shape(self, inputs_shape, domain_ids_shape=None):
         return (inputs_shape[0], self.num_tasks, self.units[-1])
