@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 
 def load_results(path):
@@ -17,3 +19,21 @@ def save_results(results, path):
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def run_each_in_process(script, models, out, arguments):
+    """Runs `script --one MODEL *arguments` in a process of its own for each model not yet in `out`.
+
+    `out` holds a list of results, each with a `"model"`; the script prints its
+    result as the last line of its output, in JSON. Each result is appended
+    and saved as soon as it is there, so a stopped run resumes.
+    """
+    results = json.load(open(out)) if os.path.exists(out) else []
+    for model in models:
+        if any(r["model"] == model for r in results):
+            continue
+        command = [sys.executable, script, "--one", model, *arguments]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(output.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+        save_results(results, out)

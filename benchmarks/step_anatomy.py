@@ -34,7 +34,6 @@ Usage:
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from records import save_results  # noqa: E402
+from records import run_each_in_process  # noqa: E402
 from throughput import MATCHED, REFERENCE, cached_batches, compiled_model, forward_flops_per_example  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
@@ -149,17 +148,8 @@ def main():
     if args.one:
         print(json.dumps(measure(args.one, args.data, args.batch_size, args.steps, args.repeats)))
         return
-    results = json.load(open(args.out)) if os.path.exists(args.out) else []
-    for variant in args.models:
-        if any(r["model"] == variant for r in results):
-            continue
-        command = [sys.executable, __file__, "--one", variant, "--data", args.data, "--batch-size",
-                   str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
-        save_results(results, args.out)
-
+    run_each_in_process(__file__, args.models, args.out, ["--data", args.data, "--batch-size", str(args.batch_size),
+                                                          "--steps", str(args.steps), "--repeats", str(args.repeats)])
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,6 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from records import save_results  # noqa: E402
+from records import run_each_in_process  # noqa: E402
 from throughput import MATCHED, cached_batches, compiled_model  # noqa: E402
 
 from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
@@ -159,17 +158,8 @@ def main():
     if args.one:
         print(json.dumps(measure(args.one, args.data, args.batch_size, args.steps, args.top)))
         return
-    results = json.load(open(args.out)) if os.path.exists(args.out) else []
-    for variant in args.models:
-        if any(r["model"] == variant for r in results):
-            continue
-        command = [sys.executable, __file__, "--one", variant, "--data", args.data, "--batch-size",
-                   str(args.batch_size), "--steps", str(args.steps), "--top", str(args.top)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
-        save_results(results, args.out)
-
+    run_each_in_process(__file__, args.models, args.out, ["--data", args.data, "--batch-size", str(args.batch_size),
+                                                          "--steps", str(args.steps), "--top", str(args.top)])
 
 if __name__ == "__main__":
     main()
