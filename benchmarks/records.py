@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 
 def load_results(path):
     """The results in `path`, or `{"runs": []}` when it does not exist yet."""
@@ -37,3 +39,8 @@ def run_each_in_process(script, models, out, arguments):
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
         save_results(results, out)
+
+
+def mean_std(values):
+    """"mean ± std" of a metric over seeds, 4 decimals; the mean alone for one seed, whose spread is unknown."""
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"

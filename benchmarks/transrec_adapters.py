@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from records import load_results, save_results  # noqa: E402
+from records import load_results, mean_std, save_results  # noqa: E402
 from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
@@ -120,7 +120,7 @@ def markdown(path, raw):
             rows.append(f"| most popular on the target (no model) | - | {reference['hr@10']:.4f} | {reference['ndcg@10']:.4f} | - | - | - | - | - |")
             continue
         rows.append(
-            f"| {method} | {len(runs)} | {np.mean(hr):.4f} ± {np.std(hr):.4f} | {np.mean(ndcg):.4f} ± {np.std(ndcg):.4f} "
+            f"| {method} | {len(runs)} | {mean_std(hr)} | {mean_std(ndcg)} "
             f"| {runs[0]['trainable']:,} | {100 * runs[0]['share']:.1f}% "
             f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
             f"| {np.mean([r.get('load_average', np.nan) for r in runs]):.1f} |"
