@@ -44,3 +44,18 @@ def run_each_in_process(script, models, out, arguments):
 def mean_std(values):
     """"mean ± std" of a metric over seeds, 4 decimals; the mean alone for one seed, whose spread is unknown."""
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def ranking_cells(runs):
+    """Markdown cells "seeds | HR@10 | NDCG@10" over `runs` (one per seed, each with `test["hr@10"]`, ...)."""
+    hr = [r["test"]["hr@10"] for r in runs]
+    ndcg = [r["test"]["ndcg@10"] for r in runs]
+    return f"{len(runs)} | {mean_std(hr)} | {mean_std(ndcg)}"
+
+
+def training_cells(runs):
+    """Markdown cells "s/epoch | epochs | load avg" over `runs` (one per seed), epochs listed per seed."""
+    return (
+        f"{np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
+        f"| {np.mean([r.get('load_average', np.nan) for r in runs]):.1f}"
+    )

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from records import load_results, mean_std, save_results  # noqa: E402
+from records import load_results, ranking_cells, save_results, training_cells  # noqa: E402
 from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
@@ -113,17 +113,14 @@ def markdown(path, raw):
     methods = list(dict.fromkeys(r["method"] for r in results["runs"]))
     for method in methods:
         runs = [r for r in results["runs"] if r["method"] == method]
-        hr = [r["test"]["hr@10"] for r in runs]
-        ndcg = [r["test"]["ndcg@10"] for r in runs]
         if method == "zero_shot":
-            rows.append(f"| zero_shot (no training) | - | {hr[0]:.4f} | {ndcg[0]:.4f} | 0 | 0 | - | - | - |")
+            test = runs[0]["test"]
+            rows.append(f"| zero_shot (no training) | - | {test['hr@10']:.4f} | {test['ndcg@10']:.4f} | 0 | 0 | - | - | - |")
             rows.append(f"| most popular on the target (no model) | - | {reference['hr@10']:.4f} | {reference['ndcg@10']:.4f} | - | - | - | - | - |")
             continue
         rows.append(
-            f"| {method} | {len(runs)} | {mean_std(hr)} | {mean_std(ndcg)} "
-            f"| {runs[0]['trainable']:,} | {100 * runs[0]['share']:.1f}% "
-            f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
-            f"| {np.mean([r.get('load_average', np.nan) for r in runs]):.1f} |"
+            f"| {method} | {ranking_cells(runs)} | {runs[0]['trainable']:,} | {100 * runs[0]['share']:.1f}% "
+            f"| {training_cells(runs)} |"
         )
     print("\n".join(rows))
 

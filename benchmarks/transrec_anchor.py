@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from records import load_results, mean_std, save_results  # noqa: E402
+from records import load_results, ranking_cells, save_results, training_cells  # noqa: E402
 from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
@@ -75,13 +75,7 @@ def markdown(path, raw):
     ]
     for loss in dict.fromkeys(r["loss"] for r in results["runs"]):
         runs = [r for r in results["runs"] if r["loss"] == loss]
-        hr = [r["test"]["hr@10"] for r in runs]
-        ndcg = [r["test"]["ndcg@10"] for r in runs]
-        rows.append(
-            f"| {loss} | {len(runs)} | {mean_std(hr)} | {mean_std(ndcg)} "
-            f"| {np.mean([r['seconds_per_epoch'] for r in runs]):.1f} | {'/'.join(str(r['epochs']) for r in runs)} "
-            f"| {np.mean([r['load_average'] for r in runs]):.1f} |"
-        )
+        rows.append(f"| {loss} | {ranking_cells(runs)} | {training_cells(runs)} |")
     print("\n".join(rows))
 
 
