@@ -31,7 +31,6 @@ Usage:
     python benchmarks/step_anatomy.py --markdown
 """
 
-import argparse
 import json
 import os
 import sys
@@ -42,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from records import run_each_in_process  # noqa: E402
-from throughput import MATCHED, REFERENCE, cached_batches, compiled_model, forward_flops_per_example  # noqa: E402
+from throughput import REFERENCE, cached_batches, compiled_model, forward_flops_per_example, per_model_parser  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
@@ -132,15 +131,8 @@ def markdown(results):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
-    parser.add_argument("--models", nargs="+", default=list(MATCHED))
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=24, help="batches per timed run (a multiple of 8)")
+    parser = per_model_parser(__doc__, "benchmarks/results/step_anatomy.json", steps=24)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
-    parser.add_argument("--out", default="benchmarks/results/step_anatomy.json")
-    parser.add_argument("--one", metavar="MODEL", help=argparse.SUPPRESS)
-    parser.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.load(open(args.out))))

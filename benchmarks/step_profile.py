@@ -23,7 +23,6 @@ Usage:
     python benchmarks/step_profile.py --markdown
 """
 
-import argparse
 import collections
 import glob
 import json
@@ -41,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from records import run_each_in_process  # noqa: E402
-from throughput import MATCHED, cached_batches, compiled_model  # noqa: E402
+from throughput import cached_batches, compiled_model, per_model_parser  # noqa: E402
 
 from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
 
@@ -141,16 +140,9 @@ def markdown(results, rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
-    parser.add_argument("--models", nargs="+", default=list(MATCHED))
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=96, help="batches per traced run (a multiple of 8)")
+    parser = per_model_parser(__doc__, "benchmarks/results/step_profile.json", steps=96)
     parser.add_argument("--top", type=int, default=40, help="event names kept per variant")
     parser.add_argument("--rows", type=int, default=12, help="rows of the markdown table")
-    parser.add_argument("--out", default="benchmarks/results/step_profile.json")
-    parser.add_argument("--one", metavar="MODEL", help=argparse.SUPPRESS)
-    parser.add_argument("--markdown", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.load(open(args.out)), args.rows))

@@ -68,6 +68,19 @@ REFERENCE = {
 PEAK_GFLOPS = 419.2
 
 
+def per_model_parser(doc, out, steps):
+    """The arguments shared by the per-model benchmarks of the matched architectures (`throughput.MATCHED`)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/ml-100k/ml-100k.csv.gz")
+    parser.add_argument("--models", nargs="+", default=list(MATCHED))
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=steps, help="batches per run (a multiple of 8)")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--one", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", action="store_true", help="print the tables of --out and exit")
+    return parser
+
+
 def model_spec(variant):
     """`(registered model, hyper-parameters)` of a benchmark variant or a plain model name."""
     return {**VARIANTS, **MATCHED}.get(variant, (variant, {}))
