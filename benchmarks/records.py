@@ -23,6 +23,11 @@ def save_results(results, path):
     os.replace(path + ".tmp", path)
 
 
+def recorded_arguments(args):
+    """A run's command-line arguments to keep beside its results: all but where they go and how they print."""
+    return {k: v for k, v in vars(args).items() if k not in ("out", "markdown")}
+
+
 def run_each_in_process(script, models, out, arguments):
     """Runs `script --one MODEL *arguments` in a process of its own for each model not yet in `out`.
 

@@ -153,5 +153,6 @@ def main():
     run_each_in_process(__file__, args.models, args.out, ["--data", args.data, "--batch-size", str(args.batch_size),
                                                           "--steps", str(args.steps), "--top", str(args.top)])
 
+
 if __name__ == "__main__":
     main()

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from records import load_results, ranking_cells, save_results, training_cells  # noqa: E402
+from records import load_results, ranking_cells, recorded_arguments, save_results, training_cells  # noqa: E402
 from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
@@ -76,7 +76,7 @@ def run(args):
     source, target = km.data.movielens_transfer(args.raw)
     results = load_results(args.out)
     results["data"] = {"source": source.summary(), "target": target.summary()}
-    results["args"] = {k: v for k, v in vars(args).items() if k not in ("out", "markdown")}
+    results["args"] = recorded_arguments(args)
     model, record = pretrained(source, args)
     if record is not None:
         results["pretrain"] = record

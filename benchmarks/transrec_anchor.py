@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from records import load_results, ranking_cells, save_results, training_cells  # noqa: E402
+from records import load_results, ranking_cells, recorded_arguments, save_results, training_cells  # noqa: E402
 from timing import EpochTrainTimer  # noqa: E402
 
 import keras_mdr as km  # noqa: E402
@@ -35,7 +35,7 @@ OUT = os.path.join(os.path.dirname(__file__), "results", "transrec_anchor.json")
 def run(args):
     data = km.data.movielens_sequences(args.raw)
     results = load_results(args.out)
-    results.update(data=data.summary(), args={k: v for k, v in vars(args).items() if k not in ("out", "markdown")})
+    results.update(data=data.summary(), args=recorded_arguments(args))
     done = {(r["loss"], r["seed"]) for r in results["runs"]}
     # Seeds outer: a partial file already holds every loss once.
     for seed in args.seeds:
