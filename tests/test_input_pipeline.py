@@ -147,3 +147,19 @@ def test_a_file_that_does_not_parse_names_the_file_and_the_column(data, tmp_path
         km.data.file_dataset(tmp_path / "bad.tfrecord", data.features, data.domain)
     with pytest.raises(FileNotFoundError, match=r"nothing-\*.csv \(no file matches\)"):
         km.data.file_dataset(str(tmp_path / "nothing-*.csv"), data.features, data.domain)
+
+
+def test_the_pipelines_keras_mdr_builds_run_without_autotuning(data, tmp_path):
+    # Autotuning's thread can hold the end of every epoch and predict call (keras_mdr.data.pipeline_options).
+    from keras_mdr.transrec import preprocessing
+
+    model = km.build_model("shared_bottom", features=data.features, domain=data.domain, tasks=data.tasks)
+    data.frame.to_csv(tmp_path / "rows.csv", index=False)
+    windows = np.arange(1, 13, dtype=np.int32).reshape(3, 4)
+    pipelines = {
+        "dataframe": model.make_dataset(data.frame, 64),
+        "predict": model.make_dataset(data.frame, 64, labels=False),
+        "files": model.make_dataset(str(tmp_path / "rows.csv"), 64),
+        "transrec": preprocessing.training_dataset(windows, num_items=20, num_negatives=2, batch_size=2),
+    }
+    assert {name: d.options().autotune.enabled for name, d in pipelines.items()} == dict.fromkeys(pipelines, False)

@@ -26,6 +26,7 @@ from keras_mdr import specs as specs_lib
 from keras_mdr.api_export import km_export
 from keras_mdr.data import columns as columns_lib
 from keras_mdr.data import files as files_lib
+from keras_mdr.data.pipeline_options import without_autotuning
 from keras_mdr.features import vocabulary_files
 from keras_mdr.features.preprocessing import DOMAIN_ID, Preprocessor
 from keras_mdr.layers.embedding.feature_embedding import FeatureEmbedding, embedding_fields
@@ -427,7 +428,7 @@ class MultiDomainModel(keras.Model):
             dataset = dataset.map(lambda x, y: (self.preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
         else:
             dataset = dataset.map(self.preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        return without_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
     def _raw_dataset(self, dataset, batch_size, tasks):
         spec = dataset.element_spec

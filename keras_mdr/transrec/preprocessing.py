@@ -18,6 +18,8 @@ The numeric core then sees only integer tensors of static shape:
 
 import tensorflow as tf
 
+from keras_mdr.data.pipeline_options import without_autotuning
+
 
 def sample_negatives(items, num_items, num_negatives):
     """`int32 [B, T, K]` items drawn uniformly from `1..num_items`, none of them in the row's window.
@@ -77,7 +79,7 @@ def training_dataset(windows, num_items, num_negatives, batch_size, catalogue_to
         lambda items: training_batch(items, num_items, num_negatives, tokens, num_unique),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def left_align(indices, max_length):
