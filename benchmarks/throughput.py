@@ -10,7 +10,8 @@ on CPU, or TensorFlow's peak device allocation on GPU. Each result is added
 to `--out` as it finishes, with the load average at its end; (model, jit_compile)
 pairs already there are skipped, so a stopped run resumes.
 
-Each result also holds the matmul FLOPs per example of the forward pass as
+Each result also holds every timed run's rate (`train_runs`, `predict_runs`),
+the matmul FLOPs per example of the forward pass as
 XLA compiles it (every `dot` of the HLO at the benchmark's batch size, the
 grouped dispatch's padding rows included) and the GFLOP/s achieved (a train
 step counted as 3x the forward pass), to compare with `peak_flops.py`.
@@ -40,7 +41,7 @@ sys.path.insert(0, HERE)
 
 from movielens_quality import VARIANTS  # noqa: E402
 from records import save_results  # noqa: E402
-from timing import median_seconds  # noqa: E402
+from timing import timed_seconds  # noqa: E402
 
 from keras_mdr.config import TRAINING_DEFAULTS  # noqa: E402
 
@@ -138,11 +139,14 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats, steps_p
     batches = cached_batches(model, data.frame, batch_size)
     inputs = batches.map(lambda x, y: x)
 
-    train_seconds = median_seconds(lambda: model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0), repeats)
+    train_seconds = timed_seconds(lambda: model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0), repeats)
     # keras.Model.predict: the batches are already preprocessed.
-    predict_seconds = median_seconds(lambda: keras.Model.predict(model, inputs, steps=steps, verbose=0), repeats)
+    predict_seconds = timed_seconds(lambda: keras.Model.predict(model, inputs, steps=steps, verbose=0), repeats)
     flops = forward_flops_per_example(model, next(iter(inputs)))
-    train_rate, predict_rate = steps * batch_size / train_seconds, steps * batch_size / predict_seconds
+    train_rates, predict_rates = (
+        [steps * batch_size / t for t in sorted(times)] for times in (train_seconds, predict_seconds)
+    )
+    train_rate, predict_rate = train_rates[repeats // 2], predict_rates[repeats // 2]
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -159,6 +163,9 @@ def measure(variant, jit_compile, data_path, batch_size, steps, repeats, steps_p
         "repeats": repeats,
         "train_examples_per_second": round(train_rate),
         "predict_examples_per_second": round(predict_rate),
+        # Every timed run's rate, fastest first: the spread behind the median.
+        "train_runs": [round(r) for r in train_rates],
+        "predict_runs": [round(r) for r in predict_rates],
         "forward_flops_per_example": round(flops),
         "train_gflops": round(3 * flops * train_rate / 1e9, 1),
         "predict_gflops": round(flops * predict_rate / 1e9, 1),

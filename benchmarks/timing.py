@@ -3,15 +3,20 @@
 import time
 
 
-def median_seconds(run, repeats):
-    """Median wall time of `repeats` calls of `run`, after one call that traces and compiles."""
+def timed_seconds(run, repeats):
+    """Wall times of `repeats` calls of `run`, after one call that traces and compiles."""
     run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return times
+
+
+def median_seconds(run, repeats):
+    """Median wall time of `repeats` calls of `run`, after one call that traces and compiles."""
+    return sorted(timed_seconds(run, repeats))[repeats // 2]
 
 
 class EpochTrainTimer:
