@@ -63,8 +63,8 @@ def train(
             workers only the chief writes it, and every worker resumes from
             it: a folder that all of them see.
         jit_compile: XLA for the train step. On by default: measured faster
-            on GPU and, for every model of the zoo, on CPU too
-            (`benchmarks/RESULTS.md`). One exception on CPU: Keras' random
+            on GPU and, on CPU, as fast or faster for the eight models of
+            the throughput table (`benchmarks/RESULTS.md`). One exception on CPU: Keras' random
             ops (dropout, CESAA's gate noise) are slow under XLA there, so a
             model with dropout may train faster on CPU with `False`.
         steps_per_execution: training steps per call of the compiled
