@@ -64,7 +64,8 @@ def train(
             it: a folder that all of them see.
         jit_compile: XLA for the train step. On by default: measured faster
             on GPU and, on CPU, as fast or faster for the eight models of
-            the throughput table (`benchmarks/RESULTS.md`). One exception on CPU: Keras' random
+            the throughput table (`benchmarks/RESULTS.md`); m2m and ppnet
+            trained 0.91x and 0.87x with it on CPU. One exception on CPU: Keras' random
             ops (dropout, CESAA's gate noise) are slow under XLA there, so a
             model with dropout may train faster on CPU with `False`.
         steps_per_execution: training steps per call of the compiled
