@@ -64,10 +64,10 @@ def train(
             it: a folder that all of them see.
         jit_compile: XLA for the train step. On by default: measured faster
             on GPU and, on CPU, as fast or faster for the eight models of
-            the throughput table (`benchmarks/RESULTS.md`); m2m and ppnet
-            trained 0.91x and 0.87x with it on CPU. One exception on CPU: Keras' random
-            ops (dropout, CESAA's gate noise) are slow under XLA there, so a
-            model with dropout may train faster on CPU with `False`.
+            the throughput table (`benchmarks/RESULTS.md`). Exceptions on
+            CPU: m2m and ppnet trained 0.91x and 0.87x with it, and Keras'
+            random ops (dropout, CESAA's gate noise) are slow under XLA
+            there, so a model with dropout may train faster with `False`.
         steps_per_execution: training steps per call of the compiled
             function. Small models are bound by the per-call overhead: 8
             trained shared_bottom 1.5x as fast as 1 on CPU
